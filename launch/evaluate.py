@@ -1,0 +1,114 @@
+"""Runs a method over a dataset with ground truth and scores it.
+
+`python -m launch.evaluate --method=l0 --data_dir=DIR` writes a per-image CSV and prints mean
+PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 images).
+"""
+
+import csv
+import os
+import tempfile
+
+import jax
+import numpy as np
+import tqdm
+from absl import app, flags
+
+from dipl0_jax import image_io, metrics
+from launch import common, datasets
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (NKS, clip-art or generic).")
+_SPLIT = flags.DEFINE_string("split", "validation", "NKS split folder.")
+_CSV = flags.DEFINE_string("csv", None, "Per-image CSV (default: results/<method>_<layout>.csv).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Also write each output PNG here.")
+_SUBSET = flags.DEFINE_enum(
+    "subset", "all", ["all", "one_per_structure"],
+    "Which images: all, or the first of every NKS structure (S1_T*, S2_T*, ...).")
+_LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images.")
+_CROP = flags.DEFINE_integer("crop", None, "Score a centre crop of N×N pixels of each image.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing CSV.")
+
+
+def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+  if size is None:
+    return image
+  h, w = image.shape[:2]
+  if size > min(h, w):
+    raise common.UsageError(f"--crop={size}: larger than a {w}×{h} image")
+  top, left = (h - size) // 2, (w - size) // 2
+  return image[top: top + size, left: left + size]
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
+  with os.fdopen(fd, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def run() -> None:
+  if not _DATA_DIR.value:
+    raise common.UsageError("--data_dir is required")
+  if _CROP.value is not None and _CROP.value < 8:
+    raise common.UsageError(f"--crop={_CROP.value}: must be ≥ 8")
+  method = common.build_method()
+  try:
+    layout, pairs = datasets.find_pairs(_DATA_DIR.value, split=_SPLIT.value)
+  except ValueError as e:
+    raise common.UsageError(str(e)) from None
+  for pair in pairs:
+    if pair.gt is None:
+      print(f"skipping {pair.name}: no ground truth")
+  pairs = [p for p in pairs if p.gt]
+  if _SUBSET.value == "one_per_structure":
+    pairs = datasets.one_per_structure(pairs)
+  pairs = pairs[: _LIMIT.value]
+  if not pairs:
+    raise common.UsageError(f"{_DATA_DIR.value}: no images with ground truth")
+  csv_path = _CSV.value or os.path.join("results", f"{method.name}_{layout}.csv")
+  if os.path.exists(csv_path) and not _OVERWRITE.value:
+    raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
+  settings = " ".join(f"{k}={v:g}" for k, v in method.settings.items())
+  print(f"{method.name} ({settings}) on {len(pairs)} {layout} images from {_DATA_DIR.value}")
+
+  rows = []
+  key = jax.random.key(common.SEED.value)
+  for pair in tqdm.tqdm(pairs, unit="img"):
+    image = centre_crop(common.read(pair.input), _CROP.value)
+    gt = centre_crop(common.read(pair.gt), _CROP.value)
+    if gt.shape != image.shape:
+      raise common.UsageError(f"{pair.gt}: shape {gt.shape} differs from input {image.shape}")
+    key, image_key = jax.random.split(key)
+    results, seconds = common.timed(method.smooth, image, image_key)
+    out = image_io.quantize(results["output"])
+    if _OUTPUT_DIR.value:
+      image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{pair.name}.png"), out)
+    rows.append({
+        "image": pair.name,
+        "psnr": round(float(metrics.psnr(out, gt)), 4),
+        "ssim": round(float(metrics.ssim(out, gt)), 5),
+        "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
+        "seconds": round(seconds, 3),
+    })
+  _write_csv(csv_path, rows)
+  mean = {k: float(np.mean([r[k] for r in rows]))
+          for k in ("psnr", "ssim", "input_psnr", "seconds")}
+  print(f"{method.name} on {len(rows)} images: PSNR {mean['psnr']:.2f} dB  SSIM {mean['ssim']:.4f}"
+        f"  (input {mean['input_psnr']:.2f} dB)  {mean['seconds']:.2f} s/image")
+  print(f"wrote {csv_path}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    common.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    run()
+  except common.UsageError as e:
+    common.fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=common.parse_flags)

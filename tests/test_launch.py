@@ -1,0 +1,116 @@
+"""The command-line launchers: outputs, printed scores, exit codes and one-line errors."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _launch(module, *args, cwd):
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _save(path, array):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(array).save(path)
+
+
+def _blocks(seed, noise):
+  rng = np.random.default_rng(seed)
+  clean = np.zeros((32, 40, 3), np.uint8)
+  clean[:, 20:] = (200, 60, 30)
+  clean[16:, :] += 40
+  noisy = np.clip(clean + noise * rng.standard_normal(clean.shape), 0, 255).astype(np.uint8)
+  return clean, noisy
+
+
+def test_run_defaults_to_shipped_image(tmp_path):
+  proc = _launch("launch.run", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert "time:" in proc.stdout
+  out = np.asarray(Image.open(tmp_path / "results" / "chelsea_l0.png"))
+  assert out.shape == (160, 240, 3)
+
+
+def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
+  clean, noisy = _blocks(0, 12)
+  _save(str(tmp_path / "in.png"), noisy)
+  _save(str(tmp_path / "gt.png"), clean)
+  args = ["--image=in.png", "--gt=gt.png", "--output=o/out.png", "--lambda_=0.02"]
+  proc = _launch("launch.run", *args, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  psnr = float(proc.stdout.split("PSNR: ")[1].split()[0])
+  assert psnr > 30.0  # the noisy input is about 26 dB
+  before = (tmp_path / "o" / "out.png").read_bytes()
+  proc = _launch("launch.run", *args, "--lambda_=0.1", cwd=tmp_path)
+  assert proc.returncode == 2 and "--overwrite" in proc.stderr
+  assert (tmp_path / "o" / "out.png").read_bytes() == before
+  assert _launch("launch.run", *args, "--overwrite", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--image=missing.png"], "missing.png: no such file"),
+    (["--image=bad.png"], "bad.png: cannot read image"),
+    (["--method=nope"], "--method"),
+    (["--lambda_=-0.1"], "--lambda_"),
+    (["--lambda_=nan"], "--lambda_"),
+    (["--kappa=1"], "--kappa"),
+    (["--gt=small.png"], "small.png: ground truth is"),
+])
+def test_run_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+  (tmp_path / "bad.png").write_bytes(b"garbage")
+  _save(str(tmp_path / "small.png"), np.zeros((8, 8, 3), np.uint8))
+  proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
+  assert proc.returncode == 2
+  assert message in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "out.png").exists()
+
+
+def test_evaluate_nks_layout_skips_missing_gt(tmp_path):
+  data = tmp_path / "nks"
+  for s in (1, 2):
+    clean, noisy = _blocks(s, 10)
+    _save(str(data / "gt" / f"S{s}.png"), clean)
+    _save(str(data / "validation" / f"S{s}_T1.png"), noisy)
+  _save(str(data / "validation" / "S3_T1.png"), _blocks(3, 10)[1])  # no gt/S3.png
+  proc = _launch("launch.evaluate", "--method=l0", f"--data_dir={data}", "--csv=r.csv",
+                 cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert "skipping S3_T1: no ground truth" in proc.stdout
+  with open(tmp_path / "r.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["image"] for r in rows] == ["S1_T1", "S2_T1"]
+  for r in rows:
+    assert float(r["psnr"]) > float(r["input_psnr"])
+  mean = np.mean([float(r["psnr"]) for r in rows])
+  assert f"PSNR {mean:.2f} dB" in proc.stdout
+
+
+def test_evaluate_clipart_layout_composites_gt_over_black(tmp_path):
+  data = tmp_path / "clip"
+  clean, noisy = _blocks(5, 8)
+  rgba = np.concatenate([clean, np.full((32, 40, 1), 255, np.uint8)], -1)
+  rgba[:4, :4, 3] = 0  # transparent corner: black after compositing
+  _save(str(data / "gt" / "clip1.png"), rgba)
+  noisy[:4, :4] = 0
+  _save(str(data / "input_jpeg" / "clip1.jpg"), noisy)
+  proc = _launch("launch.evaluate", f"--data_dir={data}", "--csv=c.csv", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  with open(tmp_path / "c.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["image"] == "clip1" and float(row["input_psnr"]) > 25
+
+
+def test_evaluate_unknown_layout_exit_2(tmp_path):
+  proc = _launch("launch.evaluate", f"--data_dir={tmp_path}", cwd=tmp_path)
+  assert proc.returncode == 2 and "not a known dataset layout" in proc.stderr
