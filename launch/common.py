@@ -1,29 +1,56 @@
-"""What the launchers share: flags, the method table, clean errors."""
+"""What the launchers share: flags, the method table, progress, clean errors."""
 
 import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import tqdm
 from absl import flags, logging
 
 import dipl0_jax
-from dipl0_jax import image_io
+from dipl0_jax import admm, deep_image_prior, image_io, l0_region_fusion, metrics, operators
+from dipl0_jax import generator as gen
 
-METHODS = ("l0",)
-DEFAULT_LAMBDA = {"l0": 0.02}
+METHODS = ("l0", "dip", "dip_l0")
+DEFAULT_LAMBDA = {"l0": 0.02, "dip_l0": admm.DipL0Config.lam}
 
 _METHOD = flags.DEFINE_enum("method", "l0", METHODS, "Smoothing method.")
 _LAMBDA = flags.DEFINE_float(
     "lambda_", None, "λ, weight of the ℓ0 gradient term (default: the method's paper value).")
+_L0_SOLVER = flags.DEFINE_enum(
+    "l0_solver", "fft", ["fft", "region_fusion"],
+    "ℓ0 solver of l0 and of dip_l0's ℓ0 step: Xu et al.'s FFT solver, or Region Fusion "
+    "(Nguyen & Brown 2015; its λ counts neighbour pairs whose colours differ).")
+_NUM_PASSES = flags.DEFINE_integer(
+    "num_passes", None, "Region Fusion passes K (default 100 for l0, 50 inside dip_l0).")
 _KAPPA = flags.DEFINE_float("kappa", 2.0, "β growth factor of the FFT ℓ0 solver (> 1).")
 _BETA_MAX = flags.DEFINE_float("beta_max", 1e5, "Final β of the FFT ℓ0 solver.")
 SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (methods with randomness).")
 _BACKGROUND = flags.DEFINE_list(
     "background", ["0", "0", "0"], "RGB in [0, 1] that transparent pixels are composited over.")
+# DIP and DIP-ℓ0.
+_PRESET = flags.DEFINE_enum(
+    "preset", "nks", sorted(admm.PRESETS), "dip_l0 settings of the paper (nks: β=2.25, "
+    "clipart: β=2.0); the flags below override them.")
+_BETA = flags.DEFINE_float("beta", None, "dip_l0: ADMM penalty β (default: the preset's).")
+_OUTER_ITERS = flags.DEFINE_integer("outer_iters", None, "dip_l0: ADMM iterations (100).")
+_INNER_ITERS = flags.DEFINE_integer("inner_iters", None, "dip_l0: Adam steps per iteration (25).")
+_NUM_ITERS = flags.DEFINE_integer("num_iters", None, "dip: Adam steps (3000).")
+_LR = flags.DEFINE_float("lr", None, "dip/dip_l0: Adam learning rate (0.01 / 0.001).")
+_EMA = flags.DEFINE_float("ema", None, "dip/dip_l0: weight of the old average (0.99 / 0.9).")
+_REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
+_CHANNELS = flags.DEFINE_integer("channels", 128, "dip/dip_l0: generator channels per scale.")
+_SCALES = flags.DEFINE_integer("scales", 5, "dip/dip_l0: generator scales.")
+TASK = flags.DEFINE_enum(
+    "task", "denoise", ["denoise", "inpaint", "sr"],
+    "dip/dip_l0 forward operator: identity, a mask (--mask), or ×--sr_factor box downsampling.")
+_MASK = flags.DEFINE_string("mask", None, "--task=inpaint: image whose white pixels are known.")
+SR_FACTOR = flags.DEFINE_integer("sr_factor", 4, "--task=sr: upsampling factor.")
 
 
 class UsageError(Exception):
@@ -72,6 +99,17 @@ def read(path: str) -> np.ndarray:
     raise UsageError(str(e)) from None
 
 
+@dataclasses.dataclass
+class Progress:
+  """What a solve reports after each chunk: iterations done of total, (B,) metrics, and the
+  current (B, H, W, C) results by name ("output" is the result)."""
+
+  done: int
+  total: int
+  metrics: dict[str, np.ndarray]
+  outputs: dict[str, np.ndarray]
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A smoothing method as the launchers see it.
@@ -79,36 +117,227 @@ class Method:
   Attributes:
     name: the --method value.
     settings: the parameters that define its output (printed and logged).
-    smooth: (image (H, W, C) float32 in [0, 1], key) -> dict of named float32 images; the
-      entry "output" is the result.
+    solve: (images (B, H, W, C) float32 in [0, 1], keys (B,)) -> iterator of Progress; the
+      last one holds the final results.
+    min_size: the smallest height and width it accepts.
   """
 
   name: str
   settings: dict
-  smooth: Callable[[np.ndarray, jax.Array], dict[str, np.ndarray]]
+  solve: Callable[[np.ndarray, jax.Array], Iterator[Progress]]
+  min_size: int = 1
+
+  def describe(self) -> str:
+    """'name (key=value ...)' for the console."""
+    items = (f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+             for k, v in self.settings.items())
+    return f"{self.name} ({' '.join(items)})"
+
+  def check_size(self, path: str, image: np.ndarray) -> None:
+    if min(image.shape[:2]) < self.min_size:
+      raise UsageError(f"{path}: {image.shape[1]}×{image.shape[0]} is too small for "
+                       f"{self.name} (needs at least {self.min_size} pixels a side)")
+
+
+def _l0_method() -> Method:
+  lam = DEFAULT_LAMBDA["l0"] if _LAMBDA.value is None else _LAMBDA.value
+  if _L0_SOLVER.value == "region_fusion":
+    passes = _num_passes(100)
+
+    def solve(images, keys):
+      del keys  # deterministic
+      out = np.stack([l0_region_fusion.region_fusion(x, lam=lam, num_passes=passes)
+                      for x in images])
+      yield Progress(1, 1, {}, {"output": out})
+
+    return Method("l0", {"l0_solver": "region_fusion", "lambda_": lam, "num_passes": passes},
+                  solve)
+
+  kappa, beta_max = _KAPPA.value, _BETA_MAX.value
+  batch = jax.jit(jax.vmap(
+      lambda x, lam: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max),
+      in_axes=(0, None)))
+
+  def solve(images, keys):
+    del keys  # deterministic
+    yield Progress(1, 1, {}, {"output": np.asarray(batch(images, lam))})
+
+  return Method("l0", {"l0_solver": "fft", "lambda_": lam, "kappa": kappa,
+                       "beta_max": beta_max}, solve)
+
+
+def _num_passes(default: int) -> int:
+  passes = default if _NUM_PASSES.value is None else _NUM_PASSES.value
+  if passes < 1:
+    raise UsageError(f"--num_passes={passes}: must be ≥ 1")
+  return passes
+
+
+def _generator_config() -> gen.GeneratorConfig:
+  check_positive("channels", _CHANNELS.value)
+  if not 1 <= _SCALES.value <= 8:
+    raise UsageError(f"--scales={_SCALES.value}: must be between 1 and 8")
+  n = _SCALES.value
+  return gen.GeneratorConfig(channels_down=(_CHANNELS.value,) * n,
+                             channels_up=(_CHANNELS.value,) * n, channels_skip=(4,) * n)
+
+
+def _operator(shape: tuple[int, ...]) -> tuple[operators.Operator, tuple[int, ...]]:
+  """The forward operator of --task and the shape of the image the generator makes."""
+  h, w, c = shape
+  if TASK.value == "denoise":
+    return operators.Identity(), shape
+  if TASK.value == "inpaint":
+    if not _MASK.value:
+      raise UsageError("--task=inpaint needs --mask=PATH (white where pixels are known)")
+    mask = read(_MASK.value).mean(axis=-1, keepdims=True) > 0.5
+    if mask.shape[:2] != (h, w):
+      raise UsageError(f"{_MASK.value}: mask is {mask.shape[1]}×{mask.shape[0]}, "
+                       f"input is {w}×{h}")
+    return operators.Mask(jnp.asarray(mask, jnp.float32)), shape
+  k = SR_FACTOR.value
+  if k < 1:
+    raise UsageError(f"--sr_factor={k}: must be ≥ 1")
+  return operators.BoxDownsample(k), (h * k, w * k, c)
+
+
+def _value(flag, default):
+  return default if flag.value is None else flag.value
+
+
+def _dip_method() -> Method:
+  base = deep_image_prior.DipConfig()
+  config = deep_image_prior.DipConfig(
+      generator=_generator_config(), num_iters=_value(_NUM_ITERS, base.num_iters),
+      lr=_value(_LR, base.lr), reg_noise_std=_value(_REG_NOISE, base.reg_noise_std),
+      ema=_value(_EMA, base.ema))
+  check_positive("num_iters", config.num_iters)
+  check_positive("lr", config.lr)
+  check_positive("reg_noise_std", config.reg_noise_std, allow_equal=True)
+  _check_ema(config.ema)
+
+  def solve(images, keys):
+    operator, shape = _operator(images.shape[1:])
+    start = deep_image_prior.init_batch(keys, images, operator, config, shape=shape)
+    for state, step_metrics in deep_image_prior.iterate(start, images, operator, config):
+      yield Progress(int(state.iteration[0]), config.num_iters, _host(step_metrics),
+                     {"output": np.asarray(state.avg)})
+
+  settings = {"num_iters": config.num_iters, "lr": config.lr,
+              "reg_noise_std": config.reg_noise_std, "ema": config.ema,
+              "channels": _CHANNELS.value, "scales": _SCALES.value}
+  return Method("dip", settings, solve, config.generator.min_size)
+
+
+def _check_ema(ema: float) -> None:
+  if not (math.isfinite(ema) and 0.0 <= ema < 1.0):
+    raise UsageError(f"--ema={ema}: must be in [0, 1)")
+
+
+def _dip_l0_method() -> Method:
+  preset = admm.PRESETS[_PRESET.value]
+  config = dataclasses.replace(
+      preset, generator=_generator_config(), lam=_value(_LAMBDA, preset.lam),
+      beta=_value(_BETA, preset.beta), outer_iters=_value(_OUTER_ITERS, preset.outer_iters),
+      inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(_LR, preset.lr),
+      ema=_value(_EMA, preset.ema), l0_step=l0_step())
+  check_positive("beta", config.beta)
+  check_positive("outer_iters", config.outer_iters)
+  check_positive("inner_iters", config.inner_iters)
+  check_positive("lr", config.lr)
+  _check_ema(config.ema)
+
+  def solve(images, keys):
+    operator, shape = _operator(images.shape[1:])
+    start = admm.init_batch(keys, images, operator, config, shape=shape)
+    for state, step_metrics in admm.iterate(start, images, operator, config):
+      yield Progress(int(state.iteration[0]), config.outer_iters, _host(step_metrics),
+                     {"output": np.asarray(state.avg), "v": np.asarray(state.v)})
+
+  settings = {"preset": _PRESET.value, "l0_solver": _L0_SOLVER.value,
+              "lambda_": config.lam, "beta": config.beta,
+              "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
+              "lr": config.lr, "ema": config.ema, "channels": _CHANNELS.value,
+              "scales": _SCALES.value}
+  return Method("dip_l0", settings, solve, config.generator.min_size)
+
+
+def l0_step() -> admm.L0Step:
+  """The ℓ0 proximal step that the flags select (for dip_l0)."""
+  if _L0_SOLVER.value == "region_fusion":
+    return _RegionFusionProx(_num_passes(50))
+  return _FftProx(_KAPPA.value, _BETA_MAX.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FftProx:
+  """The FFT ℓ0 step with its schedule; hashable by value, so jit caches stay warm."""
+
+  kappa: float
+  beta_max: float
+
+  def __call__(self, x, weight):
+    return dipl0_jax.l0_prox(x, weight, kappa=self.kappa, beta_max=self.beta_max)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegionFusionProx:
+  """Region Fusion with K passes as the ℓ0 step (a host callback inside the jitted step)."""
+
+  num_passes: int
+
+  def __call__(self, x, weight):
+    return l0_region_fusion.region_fusion_prox(x, weight, num_passes=self.num_passes)
+
+
+def _host(metrics: dict) -> dict[str, np.ndarray]:
+  return {k: np.asarray(v) for k, v in metrics.items()}
 
 
 def build_method() -> Method:
   """The method and settings that the flags select, validated."""
-  name = _METHOD.value
-  lam = DEFAULT_LAMBDA[name] if _LAMBDA.value is None else _LAMBDA.value
-  check_positive("lambda_", lam, allow_equal=True)
+  lam = DEFAULT_LAMBDA.get(_METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
+  if lam is not None:
+    check_positive("lambda_", lam, allow_equal=True)
   check_positive("kappa", _KAPPA.value, above=1.0)
   check_positive("beta_max", _BETA_MAX.value)
-  if name == "l0":
-    kappa, beta_max = _KAPPA.value, _BETA_MAX.value
-    solve = jax.jit(lambda x, lam: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max))
-
-    def smooth(image, key):
-      del key  # deterministic
-      return {"output": np.asarray(solve(image, lam))}
-
-    return Method(name, {"lambda_": lam, "kappa": kappa, "beta_max": beta_max}, smooth)
-  raise UsageError(f"--method={name}: unknown method")
+  return {"l0": _l0_method, "dip": _dip_method, "dip_l0": _dip_l0_method}[_METHOD.value]()
 
 
-def timed(fn, *args):
-  """Runs fn(*args), returning (result, seconds)."""
+def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
+          gt: np.ndarray | None = None, desc: str = "") -> tuple[Progress, list[dict], bool]:
+  """Runs method.solve with a progress bar; Ctrl-C stops it after the current chunk.
+
+  Args:
+    images: (B, H, W, C) inputs.
+    keys: (B,) PRNG keys.
+    gt: optional (B, H, W, C) ground truth: PSNR of the current output is shown and logged.
+    desc: progress-bar label.
+
+  Returns:
+    (last progress, per-chunk log entries, whether the user interrupted the run).
+  """
+  log, last, interrupted = [], None, False
   start = time.perf_counter()
-  result = fn(*args)
-  return result, time.perf_counter() - start
+  bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
+  solve = method.solve(images, keys)
+  try:
+    for last in solve:
+      bar.total = last.total
+      entry = {"iteration": last.done, "seconds": round(time.perf_counter() - start, 3)}
+      entry.update({k: v.tolist() for k, v in last.metrics.items()})
+      if gt is not None and last.outputs["output"].shape == gt.shape:
+        entry["psnr"] = [float(metrics.psnr(image_io.quantize(o), g))
+                         for o, g in zip(last.outputs["output"], gt, strict=True)]
+      log.append(entry)
+      shown = {k: f"{np.mean(entry[k]):.4g}" for k in ("inner_loss", "loss", "psnr") if k in entry}
+      bar.set_postfix(shown, refresh=False)
+      bar.update(last.done - bar.n)
+  except KeyboardInterrupt:
+    interrupted = True
+  finally:
+    solve.close()
+    bar.close()
+  if last is None:
+    raise UsageError("interrupted before the first iteration finished: nothing to write")
+  return last, log, interrupted

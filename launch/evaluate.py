@@ -7,6 +7,7 @@ PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 i
 import csv
 import os
 import tempfile
+import time
 
 import jax
 import numpy as np
@@ -71,8 +72,7 @@ def run() -> None:
   csv_path = _CSV.value or os.path.join("results", f"{method.name}_{layout}.csv")
   if os.path.exists(csv_path) and not _OVERWRITE.value:
     raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
-  settings = " ".join(f"{k}={v:g}" for k, v in method.settings.items())
-  print(f"{method.name} ({settings}) on {len(pairs)} {layout} images from {_DATA_DIR.value}")
+  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}")
 
   rows = []
   key = jax.random.key(common.SEED.value)
@@ -81,9 +81,15 @@ def run() -> None:
     gt = centre_crop(common.read(pair.gt), _CROP.value)
     if gt.shape != image.shape:
       raise common.UsageError(f"{pair.gt}: shape {gt.shape} differs from input {image.shape}")
+    method.check_size(pair.input, image)
     key, image_key = jax.random.split(key)
-    results, seconds = common.timed(method.smooth, image, image_key)
-    out = image_io.quantize(results["output"])
+    start = time.perf_counter()
+    last, _, interrupted = common.drive(method, image[None], image_key[None], desc=pair.name)
+    seconds = time.perf_counter() - start
+    if interrupted:
+      print(f"stopped by Ctrl-C during {pair.name}; scores of the finished images follow")
+      break
+    out = image_io.quantize(last.outputs["output"][0])
     if _OUTPUT_DIR.value:
       image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{pair.name}.png"), out)
     rows.append({
@@ -93,6 +99,8 @@ def run() -> None:
         "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
         "seconds": round(seconds, 3),
     })
+  if not rows:
+    raise common.UsageError("no image finished: nothing to write")
   _write_csv(csv_path, rows)
   mean = {k: float(np.mean([r[k] for r in rows]))
           for k in ("psnr", "ssim", "input_psnr", "seconds")}

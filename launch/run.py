@@ -1,52 +1,147 @@
-"""Smooths one image: `python -m launch.run --method=l0 --image=IN --output=OUT.png`.
+"""Smooths images: `python -m launch.run --method=dip_l0 --image=IN --output=OUT.png`.
 
-With no --image it smooths the picture the package ships. Prints the time and, with --gt,
-PSNR/SSIM of the 8-bit output.
+With no --image it smooths the picture the package ships. --image may be repeated and may
+name folders; images of the same size are solved together as a batch (vmap). Prints the time
+and, with --gt, PSNR/SSIM of the 8-bit output; iterative methods show a progress bar, write a
+JSON log of per-chunk metrics beside the output, and stop cleanly on Ctrl-C after writing the
+current result.
 """
 
+import collections
+import glob
+import json
 import os
+import time
 
 import jax
+import numpy as np
 from absl import app, flags
 
 from dipl0_jax import image_io, metrics
 from launch import common
 
-_IMAGE = flags.DEFINE_string("image", image_io.EXAMPLE_IMAGE, "Input image (PNG/JPEG/BMP/TIFF).")
+_IMAGE = flags.DEFINE_multi_string(
+    "image", [image_io.EXAMPLE_IMAGE], "Input image(s) or folder(s) (PNG/JPEG/BMP/TIFF).")
 _OUTPUT = flags.DEFINE_string(
-    "output", None, "Output PNG (default: results/<image name>_<method>.png).")
-_GT = flags.DEFINE_string("gt", None, "Ground-truth image: print PSNR/SSIM against it.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+    "output", None, "Output PNG for a single input (default: <output_dir>/<name>_<method>.png).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Folder for outputs of several inputs.")
+_GT = flags.DEFINE_string("gt", None, "Ground-truth image (single input): print PSNR/SSIM.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Most same-size images solved at once.")
+
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _inputs() -> list[str]:
+  paths = []
+  for item in _IMAGE.value:
+    if os.path.isdir(item):
+      found = sorted(p for p in glob.glob(os.path.join(item, "*"))
+                     if p.lower().endswith(_IMAGE_EXTS))
+      if not found:
+        raise common.UsageError(f"{item}: folder holds no images")
+      paths.extend(found)
+    else:
+      paths.append(item)
+  return paths
+
+
+def _outputs(paths: list[str], method: str) -> list[str]:
+  if _OUTPUT.value:
+    if len(paths) > 1:
+      raise common.UsageError("--output names one file; use --output_dir for several inputs")
+    return [_OUTPUT.value]
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  if len(set(stems)) != len(stems):
+    raise common.UsageError("two inputs share a file name; their outputs would collide")
+  return [os.path.join(_OUTPUT_DIR.value, f"{s}_{method}.png") for s in stems]
+
+
+def _companion(output: str, suffix: str) -> str:
+  """OUT.png -> OUT<suffix> (e.g. OUT_v.png, OUT_log.json)."""
+  return os.path.splitext(output)[0] + suffix
+
+
+def _write_json(path: str, payload) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=1)
+  os.replace(tmp, path)
 
 
 def run() -> None:
   method = common.build_method()
-  stem = os.path.splitext(os.path.basename(_IMAGE.value))[0]
-  output = _OUTPUT.value or os.path.join("results", f"{stem}_{method.name}.png")
-  if os.path.exists(output) and not _OVERWRITE.value:
-    raise common.UsageError(f"{output}: already exists (pass --overwrite to replace it)")
-  image = common.read(_IMAGE.value)
+  if _BATCH_SIZE.value < 1:
+    raise common.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be ≥ 1")
+  paths = _inputs()
+  outputs = _outputs(paths, method.name)
+  for out in outputs:
+    if os.path.exists(out) and not _OVERWRITE.value:
+      raise common.UsageError(f"{out}: already exists (pass --overwrite to replace it)")
+  if _GT.value and len(paths) > 1:
+    raise common.UsageError("--gt goes with a single --image")
+  images = [common.read(p) for p in paths]
+  for path, image in zip(paths, images, strict=True):
+    method.check_size(path, image)
   gt = common.read(_GT.value) if _GT.value else None
-  if gt is not None and gt.shape[:2] != image.shape[:2]:
-    raise common.UsageError(
-        f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
-        f"input is {image.shape[1]}×{image.shape[0]}")
-  settings = " ".join(f"{k}={v:g}" for k, v in method.settings.items())
-  print(f"{method.name} ({settings}) on {_IMAGE.value} ({image.shape[1]}×{image.shape[0]}×"
-        f"{image.shape[2]})")
-  results, seconds = common.timed(method.smooth, image, jax.random.key(common.SEED.value))
+  if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
+    raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
+                            f"the result will be {images[0].shape[1]}×{images[0].shape[0]}")
+  print(f"{method.describe()} on {len(paths)} image(s)")
+
+  groups = collections.defaultdict(list)
+  for i, image in enumerate(images):
+    groups[image.shape].append(i)
+  base_key = jax.random.key(common.SEED.value)
+  for shape, members in groups.items():
+    for start in range(0, len(members), _BATCH_SIZE.value):
+      batch = members[start: start + _BATCH_SIZE.value]
+      # Each image's key depends only on its position in the input list, not on batching.
+      keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(np.asarray(batch))
+      stack = np.stack([images[i] for i in batch])
+      gt_stack = None if gt is None else gt[None]
+      names = ", ".join(os.path.basename(paths[i]) for i in batch)
+      t0 = time.perf_counter()
+      last, log, interrupted = common.drive(method, stack, keys, gt=gt_stack, desc=names)
+      seconds = time.perf_counter() - t0
+      for j, i in enumerate(batch):
+        _save(outputs[i], last, j, log, method, seconds)
+      status = f"; stopped by Ctrl-C at iteration {last.done}/{last.total}" if interrupted else ""
+      print(f"{names} ({shape[1]}×{shape[0]}): time: {seconds:.2f} s (including compilation)"
+            f"{status}")
+      if gt is not None:
+        out8 = image_io.quantize(last.outputs["output"][0])
+        gt3, out3 = (x if x.shape[-1] == out8.shape[-1] else x.repeat(3, -1)[..., :3]
+                     for x in (gt, out8))
+        print(f"PSNR: {float(metrics.psnr(out3, gt3)):.2f} dB  "
+              f"SSIM: {float(metrics.ssim(out3, gt3)):.4f}")
+      if interrupted:
+        return
+
+
+def _expected_gt_size(image: np.ndarray) -> tuple[int, int]:
+  return image.shape[:2] if common.TASK.value != "sr" else (
+      image.shape[0] * common.SR_FACTOR.value, image.shape[1] * common.SR_FACTOR.value)
+
+
+def _save(output: str, last: common.Progress, j: int, log: list[dict],
+          method: common.Method, seconds: float) -> None:
   try:
-    image_io.write_png(output, results["output"])
-  except image_io.ImageError as e:
+    image_io.write_png(output, last.outputs["output"][j])
+    written = [output]
+    for name, images in last.outputs.items():
+      if name != "output":
+        image_io.write_png(_companion(output, f"_{name}.png"), images[j])
+        written.append(_companion(output, f"_{name}.png"))
+    if last.total > 1:
+      entries = [{k: (v[j] if isinstance(v, list) else v) for k, v in e.items()} for e in log]
+      _write_json(_companion(output, "_log.json"), {
+          "method": method.name, "settings": method.settings, "seconds": seconds,
+          "iterations": last.done, "log": entries})
+      written.append(_companion(output, "_log.json"))
+  except (image_io.ImageError, OSError) as e:
     raise common.UsageError(str(e)) from None
-  print(f"time: {seconds:.3f} s (including compilation)")
-  print(f"wrote {output}")
-  if gt is not None:
-    out8 = image_io.quantize(results["output"])
-    gt3, out3 = (x if x.shape[-1] == out8.shape[-1] else x.repeat(3, -1)[..., :3]
-                 for x in (gt, out8))
-    print(f"PSNR: {float(metrics.psnr(out3, gt3)):.2f} dB  "
-          f"SSIM: {float(metrics.ssim(out3, gt3)):.4f}")
+  print("wrote " + ", ".join(written))
 
 
 def main(argv):

@@ -1,6 +1,7 @@
 """The command-line launchers: outputs, printed scores, exit codes and one-line errors."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,45 @@ def test_evaluate_clipart_layout_composites_gt_over_black(tmp_path):
 def test_evaluate_unknown_layout_exit_2(tmp_path):
   proc = _launch("launch.evaluate", f"--data_dir={tmp_path}", cwd=tmp_path)
   assert proc.returncode == 2 and "not a known dataset layout" in proc.stderr
+
+
+def test_run_dip_l0_writes_output_v_and_log(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(7, 10)[1])
+  proc = _launch("launch.run", "--method=dip_l0", "--image=in.png", "--output=o.png",
+                 "--channels=8", "--scales=2", "--outer_iters=2", "--inner_iters=2",
+                 cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert np.asarray(Image.open(tmp_path / "o.png")).shape == (32, 40, 3)
+  assert np.asarray(Image.open(tmp_path / "o_v.png")).shape == (32, 40, 3)
+  with open(tmp_path / "o_log.json") as f:
+    log = json.load(f)
+  assert [e["iteration"] for e in log["log"]] == [1, 2]
+  assert log["settings"]["lambda_"] == 0.025 and log["settings"]["beta"] == 2.25
+  assert all(np.isfinite(e["lagrangian"]) for e in log["log"])
+
+
+def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
+  for name, (h, w) in {"a": (32, 40), "b": (32, 40), "c": (20, 24)}.items():
+    _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(1, 10)[1][:h, :w])
+  proc = _launch("launch.run", "--image=imgs", "--output_dir=out", "--l0_solver=region_fusion",
+                 cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  for name in "abc":
+    out = np.asarray(Image.open(tmp_path / "out" / f"{name}_l0.png"))
+    assert len(np.unique(out.reshape(-1, 3), axis=0)) < 20  # piecewise constant
+  assert "a.png, b.png (40×32)" in proc.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method=dip_l0", "--task=inpaint"], "--task=inpaint needs --mask"),
+    (["--method=dip_l0", "--beta=0"], "--beta"),
+    (["--method=dip", "--lr=inf"], "--lr"),
+    (["--method=dip_l0", "--ema=1"], "--ema"),
+    (["--method=dip_l0", "--image=tiny.png"], "too small for dip_l0 (needs at least 17"),
+])
+def test_run_bad_dip_settings_exit_2(tmp_path, args, message):
+  _save(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
+  proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
+  assert proc.returncode == 2, proc.stderr
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "out.png").exists()

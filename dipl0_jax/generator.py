@@ -1,0 +1,161 @@
+"""The Deep Image Prior "skip" encoder–decoder (Ulyanov et al. 2018) as a Flax module.
+
+Defaults are the network the DIP-ℓ0 authors ran: 5 scales of 128 channels, 4-channel 1×1
+skips, stride-2 3×3 convolutions down, bilinear ×2 up, reflection padding, BatchNorm with batch
+statistics and LeakyReLU(0.2) after every convolution, a final 1×1 convolution and a sigmoid.
+About 2.2 M parameters.
+
+Any H×W works (the paper's NKS images are 512 wide and 277–397 high): a stride-2 convolution
+maps n to ceil(n/2) pixels, the ×2 upsampling maps that to 2·ceil(n/2) ≥ n, and the decoder
+crops it back to n (the first n rows and columns, which is the centre crop of the DIP code
+since the excess is at most one pixel) before joining the skip branch. Below 2^scales pixels
+the deepest levels work on 1×1 maps; reflection padding needs ≥ 2 pixels, so the minimum
+size is 2^(scales−1) + 1 per side (17 for 5 scales).
+"""
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _torch_uniform(fan_in: int):
+  """PyTorch's default Conv2d initialisation: U(−1/√fan_in, 1/√fan_in)."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class Conv(nn.Module):
+  """k×k convolution, stride s, 'same'-style padding by reflection or zeros (DIP's `conv`)."""
+
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: str = "reflect"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    pad = (self.kernel - 1) // 2
+    fan_in = x.shape[-1] * self.kernel * self.kernel
+    if pad and self.padding == "reflect":
+      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+      padding = "VALID"
+    else:
+      padding = [(pad, pad), (pad, pad)]
+    return nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                   padding=padding, kernel_init=_torch_uniform(fan_in),
+                   bias_init=_torch_uniform(fan_in))(x)
+
+
+class BatchStatNorm(nn.Module):
+  """BatchNorm that always normalises with the batch's own statistics (PyTorch train mode).
+
+  DIP never switches its network to evaluation mode, so no running averages are kept.
+  """
+
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+ACTIVATIONS = {
+    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),
+    "relu": nn.relu,
+    "elu": nn.elu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+  """Architecture of the skip network; defaults are the DIP-ℓ0 paper's."""
+
+  input_channels: int = 32
+  channels_down: tuple[int, ...] = (128,) * 5
+  channels_up: tuple[int, ...] = (128,) * 5
+  channels_skip: tuple[int, ...] = (4,) * 5
+  output_channels: int = 3
+  upsample: str = "bilinear"  # or "nearest"
+  padding: str = "reflect"  # or "zeros"
+  activation: str = "leaky_relu"
+  input_scale: float = 0.1  # the input is U[0, 1) noise times this
+
+  def __post_init__(self):
+    n = len(self.channels_down)
+    if len(self.channels_up) != n or len(self.channels_skip) != n:
+      raise ValueError("channels_down, channels_up and channels_skip need one entry per scale")
+    if self.upsample not in ("bilinear", "nearest"):
+      raise ValueError(f"upsample must be 'bilinear' or 'nearest', not {self.upsample!r}")
+    if self.padding not in ("reflect", "zeros"):
+      raise ValueError(f"padding must be 'reflect' or 'zeros', not {self.padding!r}")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+
+  @property
+  def min_size(self) -> int:
+    """Smallest height or width the network accepts."""
+    return 2 ** (len(self.channels_down) - 1) + 1
+
+
+class SkipNet(nn.Module):
+  """(N, H, W, input_channels) noise -> (N, H, W, output_channels) image in (0, 1)."""
+
+  config: GeneratorConfig = GeneratorConfig()
+
+  def _block(self, x, features, kernel, stride=1):
+    x = Conv(features, kernel, stride, self.config.padding)(x)
+    return ACTIVATIONS[self.config.activation](BatchStatNorm()(x))
+
+  def _level(self, x: jax.Array, i: int) -> jax.Array:
+    cfg = self.config
+    n, h, w, _ = x.shape
+    deeper = self._block(x, cfg.channels_down[i], 3, stride=2)
+    deeper = self._block(deeper, cfg.channels_down[i], 3)
+    if i + 1 < len(cfg.channels_down):
+      deeper = self._level(deeper, i + 1)
+    _, dh, dw, dc = deeper.shape
+    method = "bilinear" if cfg.upsample == "bilinear" else "nearest"
+    deeper = jax.image.resize(deeper, (n, 2 * dh, 2 * dw, dc), method)[:, :h, :w]
+    if cfg.channels_skip[i]:
+      skip = self._block(x, cfg.channels_skip[i], 1)
+      deeper = jnp.concatenate([skip, deeper], axis=-1)
+    x = BatchStatNorm()(deeper)
+    x = self._block(x, cfg.channels_up[i], 3)
+    return self._block(x, cfg.channels_up[i], 1)
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    cfg = self.config
+    if min(z.shape[1:3]) < cfg.min_size:
+      raise ValueError(f"the generator needs H, W ≥ {cfg.min_size}, got {z.shape[1:3]}")
+    x = self._level(z, 0)
+    x = Conv(cfg.output_channels, 1, padding=cfg.padding)(x)
+    return nn.sigmoid(x)
+
+
+def input_noise(key: jax.Array, height: int, width: int, config: GeneratorConfig) -> jax.Array:
+  """The generator's fixed input z: (H, W, input_channels) of U[0, 1) × input_scale."""
+  return config.input_scale * jax.random.uniform(key, (height, width, config.input_channels))
+
+
+def generate(params: dict, z: jax.Array, config: GeneratorConfig) -> jax.Array:
+  """f_θ(z): (H, W, input_channels) -> (H, W, output_channels) in (0, 1)."""
+  return SkipNet(config).apply(params, z[None])[0]
+
+
+def init_generator(key: jax.Array, shape: tuple[int, ...], config: GeneratorConfig):
+  """Generator parameters and its fixed input z for (H, W, C) outputs."""
+  z_key, params_key = jax.random.split(key)
+  z = input_noise(z_key, shape[0], shape[1], config)
+  return SkipNet(config).init(params_key, z[None]), z

@@ -1,0 +1,104 @@
+"""DIP-ℓ0 ADMM on tiny images: shapes, determinism, batching, convergence, piecewise constancy."""
+
+import dataclasses
+import functools
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from dipl0_jax import admm, l0_region_fusion, operators
+from dipl0_jax import generator as gen
+
+# Two scales keep compilation short; the generator itself is tested in test_generator.py.
+TINY = gen.GeneratorConfig(channels_down=(8,) * 2, channels_up=(8,) * 2, channels_skip=(4,) * 2)
+CONFIG = admm.DipL0Config(generator=TINY, lam=0.1, outer_iters=8, inner_iters=5)
+IDENTITY = operators.Identity()
+
+
+def _image(seed):
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:48, :48]
+  clean = np.stack([0.2 + 0.6 * (xx > 16 + seed), 0.3 + 0.4 * (yy > 28), 0.5 + 0 * xx], -1)
+  return np.clip(clean + 0.05 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
+
+
+def _solve(images, keys, config=CONFIG, operator=IDENTITY, stop=None):
+  start = admm.init_batch(keys, images, operator, config)
+  history = []
+  for state, step_metrics in admm.iterate(start, images, operator, config):
+    history.append(jax.tree.map(np.asarray, step_metrics))
+    if len(history) == stop:
+      break
+  return state, {k: np.stack([h[k] for h in history]) for k in history[0]}
+
+
+@functools.cache
+def _batch_run(stop=None):
+  images = np.stack([_image(0), _image(1)])
+  keys = jax.random.split(jax.random.key(0), 2)
+  return images, keys, _solve(images, keys, stop=stop)
+
+
+def test_shapes_range_and_iterations():
+  images, _, (state, history) = _batch_run()
+  chex.assert_shape([state.avg, state.v, state.w], images.shape)
+  assert np.all(np.asarray(state.iteration) == CONFIG.outer_iters)
+  assert history["lagrangian"].shape == (CONFIG.outer_iters, 2)
+  avg = np.asarray(state.avg)
+  assert np.all(np.isfinite(avg)) and avg.min() >= 0 and avg.max() <= 1
+
+
+def test_same_key_same_result_and_other_key_differs():
+  images, keys, (state, _) = _batch_run()
+  again, _ = _solve(images, keys)
+  np.testing.assert_array_equal(np.asarray(again.avg), np.asarray(state.avg))
+  other, _ = _solve(images, jax.random.split(jax.random.key(1), 2))
+  assert np.abs(np.asarray(other.avg) - np.asarray(state.avg)).max() > 1e-3
+
+
+def test_lagrangian_and_primal_residual_fall():
+  _, _, (_, history) = _batch_run()
+  lag, res = history["lagrangian"], history["primal_residual"]
+  assert np.all(lag[-1] < 0.5 * lag[0]), lag
+  assert np.all(res[-1] < 0.5 * res[0]), res
+  assert np.all(history["data"][-1] < history["data"][0])
+
+
+def test_v_is_piecewise_constant_with_region_fusion_step():
+  # Region fusion returns exact group means, so v's flat regions are exactly constant.
+  config = dataclasses.replace(CONFIG, outer_iters=3, l0_step=l0_region_fusion.region_fusion_prox)
+  images, keys, _ = _batch_run()
+  state, history = _solve(images, keys, config)
+  for i in range(2):
+    colours = np.unique(np.asarray(state.v[i]).reshape(-1, 3), axis=0)
+    assert len(colours) < 0.1 * images[i].shape[0] * images[i].shape[1], len(colours)
+  assert np.all(np.isfinite(history["lagrangian"]))
+
+
+def test_batch_equals_pure_function_one_by_one():
+  # The ℓ0 step is discontinuous, so rounding differences between differently compiled
+  # programs can flip a threshold after many iterations; compare after two.
+  config = dataclasses.replace(CONFIG, outer_iters=2)
+  images, keys, (state, _) = _batch_run(stop=2)
+  solve = jax.jit(lambda y, k: admm.dip_l0(y, key=k, config=config))
+  for i in range(2):
+    result = solve(images[i], keys[i])
+    np.testing.assert_allclose(np.asarray(result.output), np.asarray(state.avg[i]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(result.v), np.asarray(state.v[i]), atol=1e-3)
+    assert result.metrics["lagrangian"].shape == (2,)
+
+
+@pytest.mark.parametrize("operator", [
+    operators.Mask((np.random.default_rng(0).random((48, 48, 1)) > 0.3).astype(np.float32)),
+    operators.BoxDownsample(2),
+])
+def test_forward_operators_run(operator):
+  config = dataclasses.replace(CONFIG, outer_iters=2)
+  clean = _image(2)
+  y = np.asarray(operator(clean))[None]
+  start = admm.init_batch(jax.random.key(0)[None], y, operator, config, shape=clean.shape)
+  *_, (state, step_metrics) = admm.iterate(start, y, operator, config)
+  assert np.all(np.isfinite(np.asarray(step_metrics["lagrangian"])))
+  chex.assert_shape(state.avg, (1, *clean.shape))

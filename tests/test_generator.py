@@ -1,0 +1,50 @@
+"""The DIP skip generator: shapes, range, odd sizes, parameter count, configuration checks."""
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from dipl0_jax import generator as gen
+
+TINY = gen.GeneratorConfig(channels_down=(8,) * 3, channels_up=(8,) * 3, channels_skip=(4,) * 3)
+
+
+@pytest.mark.parametrize("hw", [(48, 48), (37, 51), (TINY.min_size, 20)])
+def test_output_shape_and_range_for_any_size(hw):
+  params, z = gen.init_generator(jax.random.key(0), (*hw, 3), TINY)
+  chex.assert_shape(z, (*hw, 32))
+  out = gen.generate(params, z, TINY)
+  chex.assert_shape(out, (*hw, 3))
+  assert np.all((np.asarray(out) > 0) & (np.asarray(out) < 1))
+
+
+def test_paper_network_has_2_2m_parameters():
+  config = gen.GeneratorConfig()
+  shapes = jax.eval_shape(lambda: gen.init_generator(jax.random.key(0), (64, 64, 3), config)[0])
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  assert 2_200_000 < count < 2_250_000
+
+
+def test_input_noise_is_uniform_times_scale():
+  z = np.asarray(gen.input_noise(jax.random.key(1), 64, 64, gen.GeneratorConfig()))
+  assert z.min() >= 0 and z.max() < 0.1 and abs(z.mean() - 0.05) < 2e-3
+
+
+@pytest.mark.parametrize("option", [
+    dict(upsample="nearest"), dict(padding="zeros"), dict(activation="relu"),
+    dict(channels_skip=(0, 4, 0)),
+])
+def test_options_build_and_run(option):
+  config = gen.GeneratorConfig(**{**TINY.__dict__, **option})
+  params, z = gen.init_generator(jax.random.key(0), (20, 24, 3), config)
+  chex.assert_shape(gen.generate(params, z, config), (20, 24, 3))
+
+
+def test_bad_configuration_and_too_small_input_raise():
+  with pytest.raises(ValueError, match="one entry per scale"):
+    gen.GeneratorConfig(channels_down=(8, 8), channels_up=(8,), channels_skip=(4,))
+  with pytest.raises(ValueError, match="upsample"):
+    gen.GeneratorConfig(upsample="bicubic")
+  with pytest.raises(ValueError, match="H, W ≥"):
+    gen.init_generator(jax.random.key(0), (TINY.min_size - 1, 20, 3), TINY)
