@@ -1,4 +1,4 @@
-"""Times the FFT ℓ0 solver (and OpenCV's l0Smooth when installed) at several resolutions.
+"""Times the ℓ0 solvers (FFT, Region Fusion, and OpenCV's l0Smooth when installed).
 
   python -m benchmarks.l0_benchmark [--repeats=5] [--json=results/l0_benchmark.json]
 
@@ -14,8 +14,9 @@ import dipl0_jax
 from benchmarks import timing
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per size (the median is reported).")
-_LAMBDA = flags.DEFINE_float("lambda_", 0.02, "λ of both solvers.")
-_KAPPA = flags.DEFINE_float("kappa", 2.0, "κ of both solvers.")
+_LAMBDA = flags.DEFINE_float("lambda_", 0.02, "λ of the solvers.")
+_KAPPA = flags.DEFINE_float("kappa", 2.0, "κ of the FFT solvers.")
+_PASSES = flags.DEFINE_integer("num_passes", 100, "Region Fusion passes K.")
 _JSON = flags.DEFINE_string("json", "results/l0_benchmark.json", "Where to write the results.")
 SIZES = ((320, 240), (512, 384), (640, 480), (1280, 720))
 
@@ -32,14 +33,20 @@ def main(argv):
   lam, kappa = _LAMBDA.value, _KAPPA.value
   solve = jax.jit(lambda x: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa))
   rows = []
-  print(f"{'size':>10} {'compile s':>10} {'jax s':>8} {'opencv s':>9} {'jax/opencv':>10}")
+  print(f"{'size':>10} {'compile s':>10} {'jax s':>8} {'rf s':>8} {'opencv s':>9} "
+        f"{'jax/opencv':>10}")
   for w, h in SIZES:
     image = timing.test_image(w, h)
     start = time.perf_counter()
     compiled = solve.lower(image).compile()
     compile_s = time.perf_counter() - start
     jax_s = timing.median_seconds(lambda: compiled(image), _REPEATS.value)  # noqa: B023
-    row = {"width": w, "height": h, "compile_s": compile_s, "jax_s": jax_s}
+    dipl0_jax.region_fusion(image[:8, :8], lam=lam, num_passes=_PASSES.value)  # Numba JIT
+    rf_s = timing.median_seconds(
+        lambda: dipl0_jax.region_fusion(image, lam=lam, num_passes=_PASSES.value),  # noqa: B023
+        _REPEATS.value)
+    row = {"width": w, "height": h, "compile_s": compile_s, "jax_s": jax_s,
+           "region_fusion_s": rf_s}
     if opencv is not None:
       image8 = (image * 255).round().astype("uint8")
       row["opencv_s"] = timing.median_seconds(
@@ -47,9 +54,10 @@ def main(argv):
       row["ratio"] = jax_s / row["opencv_s"]
     rows.append(row)
     ocv = f"{row['opencv_s']:9.3f} {row['ratio']:10.2f}" if opencv is not None else ""
-    print(f"{w:>5}×{h:<4} {compile_s:10.2f} {jax_s:8.3f} {ocv}")
+    print(f"{w:>5}×{h:<4} {compile_s:10.2f} {jax_s:8.3f} {rf_s:8.3f} {ocv}")
   timing.write_json(_JSON.value, {"machine": timing.machine(), "lambda": lam, "kappa": kappa,
-                                  "repeats": _REPEATS.value, "rows": rows})
+                                  "num_passes": _PASSES.value, "repeats": _REPEATS.value,
+                                  "rows": rows})
 
 
 if __name__ == "__main__":

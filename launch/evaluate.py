@@ -92,13 +92,16 @@ def run() -> None:
     out = image_io.quantize(last.outputs["output"][0])
     if _OUTPUT_DIR.value:
       image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{pair.name}.png"), out)
-    rows.append({
+    row = {
         "image": pair.name,
         "psnr": round(float(metrics.psnr(out, gt)), 4),
         "ssim": round(float(metrics.ssim(out, gt)), 5),
         "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
         "seconds": round(seconds, 3),
-    })
+    }
+    rows.append(row)
+    tqdm.tqdm.write(f"{pair.name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
+                    f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
   if not rows:
     raise common.UsageError("no image finished: nothing to write")
   _write_csv(csv_path, rows)
