@@ -305,7 +305,9 @@ def build_method() -> Method:
 
 
 def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
-          gt: np.ndarray | None = None, desc: str = "") -> tuple[Progress, list[dict], bool]:
+          gt: np.ndarray | None = None, desc: str = "",
+          on_chunk: Callable[[Progress, list[dict]], None] | None = None,
+          ) -> tuple[Progress, list[dict], bool]:
   """Runs method.solve with a progress bar; Ctrl-C stops it after the current chunk.
 
   Args:
@@ -313,6 +315,7 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
     keys: (B,) PRNG keys.
     gt: optional (B, H, W, C) ground truth: PSNR of the current output is shown and logged.
     desc: progress-bar label.
+    on_chunk: called with the progress and the log so far after every chunk.
 
   Returns:
     (last progress, per-chunk log entries, whether the user interrupted the run).
@@ -333,6 +336,8 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
       shown = {k: f"{np.mean(entry[k]):.4g}" for k in ("inner_loss", "loss", "psnr") if k in entry}
       bar.set_postfix(shown, refresh=False)
       bar.update(last.done - bar.n)
+      if on_chunk is not None:
+        on_chunk(last, log)
   except KeyboardInterrupt:
     interrupted = True
   finally:

@@ -102,7 +102,13 @@ def run() -> None:
       gt_stack = None if gt is None else gt[None]
       names = ", ".join(os.path.basename(paths[i]) for i in batch)
       t0 = time.perf_counter()
-      last, log, interrupted = common.drive(method, stack, keys, gt=gt_stack, desc=names)
+
+      def write_logs(last, log, batch=batch, t0=t0):
+        for j, i in enumerate(batch):
+          _write_log(outputs[i], last, j, log, method, time.perf_counter() - t0)
+
+      last, log, interrupted = common.drive(method, stack, keys, gt=gt_stack, desc=names,
+                                            on_chunk=write_logs)
       seconds = time.perf_counter() - t0
       for j, i in enumerate(batch):
         _save(outputs[i], last, j, log, method, seconds)
@@ -134,14 +140,23 @@ def _save(output: str, last: common.Progress, j: int, log: list[dict],
         image_io.write_png(_companion(output, f"_{name}.png"), images[j])
         written.append(_companion(output, f"_{name}.png"))
     if last.total > 1:
-      entries = [{k: (v[j] if isinstance(v, list) else v) for k, v in e.items()} for e in log]
-      _write_json(_companion(output, "_log.json"), {
-          "method": method.name, "settings": method.settings, "seconds": seconds,
-          "iterations": last.done, "log": entries})
-      written.append(_companion(output, "_log.json"))
+      written.append(_write_log(output, last, j, log, method, seconds))
   except (image_io.ImageError, OSError) as e:
     raise common.UsageError(str(e)) from None
   print("wrote " + ", ".join(written))
+
+
+def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
+               method: common.Method, seconds: float) -> str:
+  """Writes image j's per-chunk metrics to OUT_log.json (rewritten after every chunk)."""
+  path = _companion(output, "_log.json")
+  if last.total > 1:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    entries = [{k: (v[j] if isinstance(v, list) else v) for k, v in e.items()} for e in log]
+    _write_json(path, {"method": method.name, "settings": method.settings,
+                       "seconds": round(seconds, 3), "iterations": last.done,
+                       "total_iterations": last.total, "log": entries})
+  return path
 
 
 def main(argv):

@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -157,3 +159,25 @@ def test_run_bad_dip_settings_exit_2(tmp_path, args, message):
   assert proc.returncode == 2, proc.stderr
   assert message in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "out.png").exists()
+
+
+def test_ctrl_c_stops_after_current_iteration_and_writes_result(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(8, 10)[1])
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "launch.run", "--method=dip_l0", "--image=in.png", "--output=o.png",
+       "--channels=8", "--scales=2", "--outer_iters=100000", "--inner_iters=2"],
+      cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  log_path = tmp_path / "o_log.json"
+  deadline = time.time() + 240
+  while not log_path.exists() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.2)
+  assert log_path.exists(), proc.communicate()
+  proc.send_signal(signal.SIGINT)
+  stdout, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 0, stderr
+  assert "stopped by Ctrl-C at iteration" in stdout
+  assert np.asarray(Image.open(tmp_path / "o.png")).shape == (32, 40, 3)
+  with open(log_path) as f:
+    log = json.load(f)
+  assert 1 <= log["iterations"] < 100000 and len(log["log"]) == log["iterations"]
