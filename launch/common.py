@@ -108,6 +108,7 @@ class Progress:
   total: int
   metrics: dict[str, np.ndarray]
   outputs: dict[str, np.ndarray]
+  state: object = None  # the solver's full state (a pytree), for checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,15 +118,18 @@ class Method:
   Attributes:
     name: the --method value.
     settings: the parameters that define its output (printed and logged).
-    solve: (images (B, H, W, C) float32 in [0, 1], keys (B,)) -> iterator of Progress; the
-      last one holds the final results.
+    solve: (images (B, H, W, C) float32 in [0, 1], keys (B,), state) -> iterator of
+      Progress; the last one holds the final results. A state from `init` (or a checkpoint)
+      continues that solve; None starts one.
     min_size: the smallest height and width it accepts.
+    init: (images, keys) -> the initial state of an iterative method; None for the others.
   """
 
   name: str
   settings: dict
-  solve: Callable[[np.ndarray, jax.Array], Iterator[Progress]]
+  solve: Callable[[np.ndarray, jax.Array, object], Iterator[Progress]]
   min_size: int = 1
+  init: Callable[[np.ndarray, jax.Array], object] | None = None
 
   def describe(self) -> str:
     """'name (key=value ...)' for the console."""
@@ -144,8 +148,8 @@ def _l0_method() -> Method:
   if _L0_SOLVER.value == "region_fusion":
     passes = _num_passes(100)
 
-    def solve(images, keys):
-      del keys  # deterministic
+    def solve(images, keys, state=None):
+      del keys, state  # deterministic, one pass
       out = np.stack([l0_region_fusion.region_fusion(x, lam=lam, num_passes=passes)
                       for x in images])
       yield Progress(1, 1, {}, {"output": out})
@@ -158,8 +162,8 @@ def _l0_method() -> Method:
       lambda x, lam: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max),
       in_axes=(0, None)))
 
-  def solve(images, keys):
-    del keys  # deterministic
+  def solve(images, keys, state=None):
+    del keys, state  # deterministic, one pass
     yield Progress(1, 1, {}, {"output": np.asarray(batch(images, lam))})
 
   return Method("l0", {"l0_solver": "fft", "lambda_": lam, "kappa": kappa,
@@ -216,17 +220,21 @@ def _dip_method() -> Method:
   check_positive("reg_noise_std", config.reg_noise_std, allow_equal=True)
   _check_ema(config.ema)
 
-  def solve(images, keys):
+  def init(images, keys):
     operator, shape = _operator(images.shape[1:])
-    start = deep_image_prior.init_batch(keys, images, operator, config, shape=shape)
+    return deep_image_prior.init_batch(keys, images, operator, config, shape=shape)
+
+  def solve(images, keys, state=None):
+    operator, _ = _operator(images.shape[1:])
+    start = init(images, keys) if state is None else state
     for state, step_metrics in deep_image_prior.iterate(start, images, operator, config):
       yield Progress(int(state.iteration[0]), config.num_iters, _host(step_metrics),
-                     {"output": np.asarray(state.avg)})
+                     {"output": np.asarray(state.avg)}, state)
 
   settings = {"num_iters": config.num_iters, "lr": config.lr,
               "reg_noise_std": config.reg_noise_std, "ema": config.ema,
               "channels": _CHANNELS.value, "scales": _SCALES.value}
-  return Method("dip", settings, solve, config.generator.min_size)
+  return Method("dip", settings, solve, config.generator.min_size, init)
 
 
 def _check_ema(ema: float) -> None:
@@ -247,19 +255,23 @@ def _dip_l0_method() -> Method:
   check_positive("lr", config.lr)
   _check_ema(config.ema)
 
-  def solve(images, keys):
+  def init(images, keys):
     operator, shape = _operator(images.shape[1:])
-    start = admm.init_batch(keys, images, operator, config, shape=shape)
+    return admm.init_batch(keys, images, operator, config, shape=shape)
+
+  def solve(images, keys, state=None):
+    operator, _ = _operator(images.shape[1:])
+    start = init(images, keys) if state is None else state
     for state, step_metrics in admm.iterate(start, images, operator, config):
       yield Progress(int(state.iteration[0]), config.outer_iters, _host(step_metrics),
-                     {"output": np.asarray(state.avg), "v": np.asarray(state.v)})
+                     {"output": np.asarray(state.avg), "v": np.asarray(state.v)}, state)
 
   settings = {"preset": _PRESET.value, "l0_solver": _L0_SOLVER.value,
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, "channels": _CHANNELS.value,
               "scales": _SCALES.value}
-  return Method("dip_l0", settings, solve, config.generator.min_size)
+  return Method("dip_l0", settings, solve, config.generator.min_size, init)
 
 
 def l0_step() -> admm.L0Step:
@@ -307,6 +319,7 @@ def build_method() -> Method:
 def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
           gt: np.ndarray | None = None, desc: str = "",
           on_chunk: Callable[[Progress, list[dict]], None] | None = None,
+          state: object = None, log: list[dict] | None = None,
           ) -> tuple[Progress, list[dict], bool]:
   """Runs method.solve with a progress bar; Ctrl-C stops it after the current chunk.
 
@@ -316,14 +329,15 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
     gt: optional (B, H, W, C) ground truth: PSNR of the current output is shown and logged.
     desc: progress-bar label.
     on_chunk: called with the progress and the log so far after every chunk.
+    state: a state to continue from (see `Method.solve`), with `log` its log so far.
 
   Returns:
     (last progress, per-chunk log entries, whether the user interrupted the run).
   """
-  log, last, interrupted = [], None, False
-  start = time.perf_counter()
+  log, last, interrupted = list(log or []), None, False
+  start = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
   bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
-  solve = method.solve(images, keys)
+  solve = method.solve(images, keys, state)
   try:
     for last in solve:
       bar.total = last.total
@@ -343,6 +357,8 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
   finally:
     solve.close()
     bar.close()
+  if last is None and state is not None and not interrupted:
+    raise UsageError("the checkpoint is of a finished run: remove it or drop --resume")
   if last is None:
     raise UsageError("interrupted before the first iteration finished: nothing to write")
   return last, log, interrupted

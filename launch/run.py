@@ -9,15 +9,17 @@ current result.
 
 import collections
 import glob
+import hashlib
 import json
 import os
+import shutil
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
-from dipl0_jax import image_io, metrics
+from dipl0_jax import checkpoint, image_io, metrics
 from launch import common
 
 _IMAGE = flags.DEFINE_multi_string(
@@ -28,6 +30,10 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Folder for outputs o
 _GT = flags.DEFINE_string("gt", None, "Ground-truth image (single input): print PSNR/SSIM.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Most same-size images solved at once.")
+_CHECKPOINT_DIR = flags.DEFINE_string(
+    "checkpoint_dir", None, "dip/dip_l0: save the full solver state here after every chunk.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Continue from the newest checkpoint in --checkpoint_dir.")
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -101,15 +107,20 @@ def run() -> None:
       stack = np.stack([images[i] for i in batch])
       gt_stack = None if gt is None else gt[None]
       names = ", ".join(os.path.basename(paths[i]) for i in batch)
+      ckpt_dir = _checkpoint_dir(method, [paths[i] for i in batch])
+      state, log = _restore(ckpt_dir, method, stack, keys)
       t0 = time.perf_counter()
 
-      def write_logs(last, log, batch=batch, t0=t0):
+      def after_chunk(last, log, batch=batch, t0=t0, ckpt_dir=ckpt_dir):
+        if ckpt_dir and last.state is not None:
+          checkpoint.save(ckpt_dir, last.done, last.state,
+                          {"settings": method.settings, "log": log})
         for j, i in enumerate(batch):
           _write_log(outputs[i], last, j, log, method, time.perf_counter() - t0)
 
       last, log, interrupted = common.drive(method, stack, keys, gt=gt_stack, desc=names,
-                                            on_chunk=write_logs)
-      seconds = time.perf_counter() - t0
+                                            on_chunk=after_chunk, state=state, log=log)
+      seconds = log[-1]["seconds"] if log else time.perf_counter() - t0
       for j, i in enumerate(batch):
         _save(outputs[i], last, j, log, method, seconds)
       status = f"; stopped by Ctrl-C at iteration {last.done}/{last.total}" if interrupted else ""
@@ -123,6 +134,38 @@ def run() -> None:
               f"SSIM: {float(metrics.ssim(out3, gt3)):.4f}")
       if interrupted:
         return
+
+
+def _checkpoint_dir(method: common.Method, batch_paths: list[str]) -> str | None:
+  """This batch's checkpoint folder: named by its first image and a hash of all of them."""
+  if not _CHECKPOINT_DIR.value or method.init is None:
+    return None
+  digest = hashlib.sha1("\n".join(os.path.abspath(p) for p in batch_paths).encode())
+  stem = os.path.splitext(os.path.basename(batch_paths[0]))[0]
+  return os.path.join(_CHECKPOINT_DIR.value, f"{method.name}_{stem}_{digest.hexdigest()[:8]}")
+
+
+def _restore(ckpt_dir: str | None, method: common.Method, images: np.ndarray,
+             keys: jax.Array) -> tuple[object, list[dict]]:
+  """The state and log to continue from (--resume), or (None, []) for a fresh start."""
+  if ckpt_dir is None:
+    if _RESUME.value:
+      raise common.UsageError("--resume needs --checkpoint_dir (of dip or dip_l0)")
+    return None, []
+  if not _RESUME.value:
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh run replaces old checkpoints
+    return None, []
+  like = jax.eval_shape(method.init, images, keys)
+  restored = checkpoint.restore(ckpt_dir, like)
+  if restored is None:
+    print(f"no checkpoint in {ckpt_dir}: starting from the beginning")
+    return None, []
+  state, meta = restored
+  if meta["settings"] != json.loads(json.dumps(method.settings)):
+    raise common.UsageError(f"{ckpt_dir}: checkpoint was made with other settings "
+                            f"({meta['settings']})")
+  print(f"resuming from iteration {meta['log'][-1]['iteration']} ({ckpt_dir})")
+  return state, meta["log"]
 
 
 def _expected_gt_size(image: np.ndarray) -> tuple[int, int]:

@@ -181,3 +181,45 @@ def test_ctrl_c_stops_after_current_iteration_and_writes_result(tmp_path):
   with open(log_path) as f:
     log = json.load(f)
   assert 1 <= log["iterations"] < 100000 and len(log["log"]) == log["iterations"]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(9, 10)[1])
+  common = ["--method=dip_l0", "--image=in.png", "--channels=8", "--scales=2",
+            "--outer_iters=6", "--inner_iters=2", "--seed=3"]
+  assert _launch("launch.run", *common, "--output=full.png", cwd=tmp_path).returncode == 0
+
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  args = [*common, "--output=part.png", "--checkpoint_dir=ckpt"]
+  proc = subprocess.Popen([sys.executable, "-m", "launch.run", *args], cwd=tmp_path, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  log_path = tmp_path / "part_log.json"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if log_path.exists() and json.loads(log_path.read_text())["iterations"] >= 2:
+      break
+    time.sleep(0.05)
+  proc.kill()  # SIGKILL: no chance to clean up
+  proc.wait()
+  assert not (tmp_path / "part.png").exists(), "the run finished before it could be killed"
+
+  resumed = _launch("launch.run", *args, "--resume", cwd=tmp_path)
+  assert resumed.returncode == 0, resumed.stderr
+  assert "resuming from iteration" in resumed.stdout
+  for suffix in ("", "_v"):
+    full = np.asarray(Image.open(tmp_path / f"full{suffix}.png"))
+    part = np.asarray(Image.open(tmp_path / f"part{suffix}.png"))
+    np.testing.assert_array_equal(part, full)
+  log = json.loads(log_path.read_text())
+  assert [e["iteration"] for e in log["log"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_seed_same_output_run_after_run(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(4, 10)[1])
+  common = ["--method=dip_l0", "--image=in.png", "--channels=8", "--scales=2",
+            "--outer_iters=2", "--inner_iters=2"]
+  for name in ("a", "b"):
+    assert _launch("launch.run", *common, f"--output={name}.png", cwd=tmp_path).returncode == 0
+  assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+  assert _launch("launch.run", *common, "--seed=1", "--output=c.png", cwd=tmp_path).returncode == 0
+  assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
