@@ -144,6 +144,17 @@ class SkipNet(nn.Module):
     return nn.sigmoid(x)
 
 
+def training_bytes(height: int, width: int, config: GeneratorConfig) -> int:
+  """Estimated peak memory (bytes) of one Adam step of the generator on an H×W image.
+
+  Calibrated on XLA's memory analysis of the compiled step on CPU: about 88 bytes per pixel
+  per channel of the widest scale (11.3 KB per pixel for the paper's 128-channel network),
+  plus parameters and optimiser state.
+  """
+  width_channels = max(config.channels_down[0], config.channels_up[0])
+  return int(88 * height * width * width_channels) + 64 * 2**20
+
+
 def input_noise(key: jax.Array, height: int, width: int, config: GeneratorConfig) -> jax.Array:
   """The generator's fixed input z: (H, W, input_channels) of U[0, 1) × input_scale."""
   return config.input_scale * jax.random.uniform(key, (height, width, config.input_channels))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -130,6 +131,7 @@ class Method:
   solve: Callable[[np.ndarray, jax.Array, object], Iterator[Progress]]
   min_size: int = 1
   init: Callable[[np.ndarray, jax.Array], object] | None = None
+  memory: Callable[[int, int], int] | None = None  # (H, W) -> estimated peak bytes
 
   def describe(self) -> str:
     """'name (key=value ...)' for the console."""
@@ -137,10 +139,19 @@ class Method:
              for k, v in self.settings.items())
     return f"{self.name} ({' '.join(items)})"
 
-  def check_size(self, path: str, image: np.ndarray) -> None:
-    if min(image.shape[:2]) < self.min_size:
-      raise UsageError(f"{path}: {image.shape[1]}×{image.shape[0]} is too small for "
-                       f"{self.name} (needs at least {self.min_size} pixels a side)")
+  def check_size(self, path: str, image: np.ndarray, batch: int = 1) -> None:
+    """Refuses images below min_size, or whose solve would not fit in available memory."""
+    h, w = image.shape[:2]
+    if min(h, w) < self.min_size:
+      raise UsageError(f"{path}: {w}×{h} is too small for {self.name} "
+                       f"(needs at least {self.min_size} pixels a side)")
+    if self.memory is not None:
+      need, available = self.memory(h, w) * batch, _available_memory()
+      if need > 0.9 * available:
+        raise UsageError(
+            f"{path}: {self.name} at {w}×{h} (batch {batch}) needs about {need / 2**30:.1f} GiB,"
+            f" {available / 2**30:.1f} GiB is available: use a smaller image, fewer "
+            f"--channels or --batch_size=1")
 
 
 def _l0_method() -> Method:
@@ -234,7 +245,28 @@ def _dip_method() -> Method:
   settings = {"num_iters": config.num_iters, "lr": config.lr,
               "reg_noise_std": config.reg_noise_std, "ema": config.ema,
               "channels": _CHANNELS.value, "scales": _SCALES.value}
-  return Method("dip", settings, solve, config.generator.min_size, init)
+  return Method("dip", settings, solve, config.generator.min_size, init,
+                _memory(config.generator))
+
+
+def _memory(config: gen.GeneratorConfig) -> Callable[[int, int], int]:
+  def estimate(h: int, w: int) -> int:
+    k = SR_FACTOR.value if TASK.value == "sr" else 1
+    return gen.training_bytes(h * k, w * k, config)
+
+  return estimate
+
+
+def _available_memory() -> int:
+  """Bytes of memory available now (MemAvailable on Linux)."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def _check_ema(ema: float) -> None:
@@ -271,7 +303,8 @@ def _dip_l0_method() -> Method:
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, "channels": _CHANNELS.value,
               "scales": _SCALES.value}
-  return Method("dip_l0", settings, solve, config.generator.min_size, init)
+  return Method("dip_l0", settings, solve, config.generator.min_size, init,
+                _memory(config.generator))
 
 
 def l0_step() -> admm.L0Step:

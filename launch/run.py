@@ -87,8 +87,9 @@ def run() -> None:
   if _GT.value and len(paths) > 1:
     raise common.UsageError("--gt goes with a single --image")
   images = [common.read(p) for p in paths]
+  sizes = collections.Counter(image.shape for image in images)
   for path, image in zip(paths, images, strict=True):
-    method.check_size(path, image)
+    method.check_size(path, image, min(sizes[image.shape], _BATCH_SIZE.value))
   gt = common.read(_GT.value) if _GT.value else None
   if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
     raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "

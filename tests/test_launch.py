@@ -223,3 +223,13 @@ def test_same_seed_same_output_run_after_run(tmp_path):
   assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
   assert _launch("launch.run", *common, "--seed=1", "--output=c.png", cwd=tmp_path).returncode == 0
   assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
+
+
+def test_image_too_large_for_memory_is_refused_with_estimate(tmp_path):
+  Image.new("RGB", (6000, 5000), (90, 120, 150)).save(tmp_path / "big.png")
+  proc = _launch("launch.run", "--method=dip_l0", "--image=big.png", "--output=o.png",
+                 cwd=tmp_path)
+  assert proc.returncode == 2, proc.stderr
+  assert "big.png: dip_l0 at 6000×5000 (batch 1) needs about" in proc.stderr
+  assert "GiB is available" in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "o.png").exists()
