@@ -49,7 +49,14 @@ def l0_smooth(
 
   Returns:
     (H, W, C) smoothed image (not clipped), float32 unless the input is float64.
+
+  Raises:
+    ValueError: the image is not (H, W, C), or κ ≤ 1 or β_max is not finite (the loop would
+      not end).
   """
+  if not (math.isfinite(kappa) and kappa > 1 and math.isfinite(beta_max)):
+    raise ValueError(f"l0_smooth needs a finite kappa > 1 and a finite beta_max, "
+                     f"got kappa={kappa}, beta_max={beta_max}")
   image = jnp.asarray(image)
   image = image.astype(jnp.promote_types(image.dtype, jnp.float32))
   if image.ndim != 3:
