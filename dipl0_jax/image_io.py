@@ -6,9 +6,10 @@ Write: 8-bit PNG, rounded, written to a temporary file and renamed so that an in
 write never leaves a partial image behind.
 """
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import png
@@ -104,6 +105,28 @@ def quantize(image: np.ndarray) -> np.ndarray:
   return to_uint8(image).astype(np.float32) / 255.0
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator:
+  """Opens a temporary file beside `path` and renames it onto `path` when the block ends.
+
+  Readers never see a half-written file, and an exception (or a kill) leaves any old file
+  in place. The folder is created if needed.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+  try:
+    with os.fdopen(fd, mode) as f:
+      yield f
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
   """Writes an (H, W, C) float [0, 1] image as an 8-bit PNG, atomically.
 
@@ -116,16 +139,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
   data = to_uint8(image)
   if data.ndim != 3 or data.shape[-1] not in (1, 3, 4):
     raise ImageError(f"{path}: cannot write an image of shape {data.shape}")
-  folder = os.path.dirname(os.path.abspath(path))
   try:
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-      with os.fdopen(fd, "wb") as f:
-        Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data).save(f, format="PNG")
-      os.replace(tmp, path)
-    except BaseException:
-      os.unlink(tmp)
-      raise
+    with atomic_file(path) as f:
+      Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data).save(f, format="PNG")
   except OSError as e:
     raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None

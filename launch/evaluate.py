@@ -6,7 +6,6 @@ PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 i
 
 import csv
 import os
-import tempfile
 import time
 
 import jax
@@ -15,7 +14,7 @@ import tqdm
 from absl import app, flags
 
 from dipl0_jax import image_io, metrics
-from launch import common, datasets
+from launch import common, datasets, figures
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (NKS, clip-art or generic).")
 _SPLIT = flags.DEFINE_string("split", "validation", "NKS split folder.")
@@ -27,6 +26,10 @@ _SUBSET = flags.DEFINE_enum(
 _LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images.")
 _CROP = flags.DEFINE_integer("crop", None, "Score a centre crop of N×N pixels of each image.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing CSV.")
+_FIGURES_DIR = flags.DEFINE_string(
+    "figures_dir", None, "Write a grid of the first --grid_images results (input, ground "
+    "truth, output) and a PSNR-per-image chart here.")
+_GRID_IMAGES = flags.DEFINE_integer("grid_images", 4, "Rows of the results grid.")
 
 
 def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -40,14 +43,10 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
-  with os.fdopen(fd, "w", newline="") as f:
+  with image_io.atomic_file(path, "w") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(tmp, path)
 
 
 def run() -> None:
@@ -74,7 +73,7 @@ def run() -> None:
     raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
   print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}")
 
-  rows = []
+  rows, grid = [], []
   key = jax.random.key(common.SEED.value)
   for pair in tqdm.tqdm(pairs, unit="img"):
     image = centre_crop(common.read(pair.input), _CROP.value)
@@ -100,11 +99,20 @@ def run() -> None:
         "seconds": round(seconds, 3),
     }
     rows.append(row)
+    if len(grid) < _GRID_IMAGES.value:
+      grid.append((pair.name, [("input", image), ("ground truth", gt), (method.name, out)]))
     tqdm.tqdm.write(f"{pair.name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
                     f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
   if not rows:
     raise common.UsageError("no image finished: nothing to write")
   _write_csv(csv_path, rows)
+  if _FIGURES_DIR.value:
+    stem = os.path.join(_FIGURES_DIR.value, f"{method.name}_{layout}")
+    figures.results_grid(f"{stem}_grid.png", grid)
+    figures.psnr_chart(f"{stem}_psnr.png", [r["image"] for r in rows],
+                       {"input": [r["input_psnr"] for r in rows],
+                        method.name: [r["psnr"] for r in rows]})
+    print(f"wrote {stem}_grid.png, {stem}_psnr.png")
   mean = {k: float(np.mean([r[k] for r in rows]))
           for k in ("psnr", "ssim", "input_psnr", "seconds")}
   print(f"{method.name} on {len(rows)} images: PSNR {mean['psnr']:.2f} dB  SSIM {mean['ssim']:.4f}"

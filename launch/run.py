@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from dipl0_jax import checkpoint, image_io, metrics
-from launch import common
+from launch import common, figures
 
 _IMAGE = flags.DEFINE_multi_string(
     "image", [image_io.EXAMPLE_IMAGE], "Input image(s) or folder(s) (PNG/JPEG/BMP/TIFF).")
@@ -30,6 +30,9 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Folder for outputs o
 _GT = flags.DEFINE_string("gt", None, "Ground-truth image (single input): print PSNR/SSIM.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Most same-size images solved at once.")
+_FIGURE = flags.DEFINE_string(
+    "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
+    "and PATH_convergence.png from the run's log; a folder when there are several inputs.")
 _CHECKPOINT_DIR = flags.DEFINE_string(
     "checkpoint_dir", None, "dip/dip_l0: save the full solver state here after every chunk.")
 _RESUME = flags.DEFINE_bool(
@@ -69,10 +72,8 @@ def _companion(output: str, suffix: str) -> str:
 
 
 def _write_json(path: str, payload) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  with image_io.atomic_file(path, "w") as f:
     json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
 
 
 def run() -> None:
@@ -124,6 +125,9 @@ def run() -> None:
       seconds = log[-1]["seconds"] if log else time.perf_counter() - t0
       for j, i in enumerate(batch):
         _save(outputs[i], last, j, log, method, seconds)
+        if _FIGURE.value:
+          _figures(_figure_path(paths[i], method.name, len(paths)), images[i], last, j,
+                   outputs[i])
       status = f"; stopped by Ctrl-C at iteration {last.done}/{last.total}" if interrupted else ""
       print(f"{names} ({shape[1]}×{shape[0]}): time: {seconds:.2f} s (including compilation)"
             f"{status}")
@@ -135,6 +139,31 @@ def run() -> None:
               f"SSIM: {float(metrics.ssim(out3, gt3)):.4f}")
       if interrupted:
         return
+
+
+def _figure_path(path: str, method: str, num_inputs: int) -> str:
+  if num_inputs == 1:
+    return _FIGURE.value
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join(_FIGURE.value, f"{stem}_{method}.png")
+
+
+def _figures(path: str, image: np.ndarray, last: common.Progress, j: int,
+             output: str) -> None:
+  """The side-by-side panel and, for iterative methods, the convergence plot."""
+  result = last.outputs["output"][j]
+  panels = [("input", image), ("result", result)]
+  if result.shape == image.shape:
+    panels.append(("detail (input − result)", figures.detail_layer(image, result)))
+  panels += [(name, images[j]) for name, images in last.outputs.items() if name != "output"]
+  figures.side_by_side(path, panels)
+  written = [path]
+  if last.total > 1:
+    with open(_companion(output, "_log.json")) as f:
+      log = json.load(f)
+    figures.convergence_plot(_companion(path, "_convergence.png"), log)
+    written.append(_companion(path, "_convergence.png"))
+  print("wrote " + ", ".join(written))
 
 
 def _checkpoint_dir(method: common.Method, batch_paths: list[str]) -> str | None:
@@ -195,7 +224,6 @@ def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
   """Writes image j's per-chunk metrics to OUT_log.json (rewritten after every chunk)."""
   path = _companion(output, "_log.json")
   if last.total > 1:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     entries = [{k: (v[j] if isinstance(v, list) else v) for k, v in e.items()} for e in log]
     _write_json(path, {"method": method.name, "settings": method.settings,
                        "seconds": round(seconds, 3), "iterations": last.done,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,8 +16,16 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _env():
+  # Subprocesses share the suite's persistent compilation cache (see conftest.py), so the
+  # many runs of the same tiny configuration compile once.
+  return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+
+
 def _launch(module, *args, cwd):
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  env = _env()
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300)
 
@@ -163,7 +172,7 @@ def test_run_bad_dip_settings_exit_2(tmp_path, args, message):
 
 def test_ctrl_c_stops_after_current_iteration_and_writes_result(tmp_path):
   _save(str(tmp_path / "in.png"), _blocks(8, 10)[1])
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  env = _env()
   proc = subprocess.Popen(
       [sys.executable, "-m", "launch.run", "--method=dip_l0", "--image=in.png", "--output=o.png",
        "--channels=8", "--scales=2", "--outer_iters=100000", "--inner_iters=2"],
@@ -189,7 +198,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
             "--outer_iters=6", "--inner_iters=2", "--seed=3"]
   assert _launch("launch.run", *common, "--output=full.png", cwd=tmp_path).returncode == 0
 
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  env = _env()
   args = [*common, "--output=part.png", "--checkpoint_dir=ckpt"]
   proc = subprocess.Popen([sys.executable, "-m", "launch.run", *args], cwd=tmp_path, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -233,3 +242,26 @@ def test_image_too_large_for_memory_is_refused_with_estimate(tmp_path):
   assert "big.png: dip_l0 at 6000×5000 (batch 1) needs about" in proc.stderr
   assert "GiB is available" in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "o.png").exists()
+
+
+def test_figures_from_run_and_evaluate(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(2, 10)[1])
+  proc = _launch("launch.run", "--method=dip_l0", "--image=in.png", "--output=o.png",
+                 "--channels=8", "--scales=2", "--outer_iters=2", "--inner_iters=2",
+                 "--figure=fig/side.png", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  side = Image.open(tmp_path / "fig" / "side.png")
+  assert side.width > 3 * side.height  # input, result, detail, v in one row
+  assert Image.open(tmp_path / "fig" / "side_convergence.png").width > 100
+
+  data = tmp_path / "nks"
+  for s in (1, 2):
+    clean, noisy = _blocks(s, 10)
+    _save(str(data / "gt" / f"S{s}.png"), clean)
+    _save(str(data / "validation" / f"S{s}_T1.png"), noisy)
+  proc = _launch("launch.evaluate", f"--data_dir={data}", "--csv=r.csv", "--figures_dir=figs",
+                 cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  grid = Image.open(tmp_path / "figs" / "l0_nks_grid.png")
+  assert grid.height > grid.width / 3  # two rows of three panels
+  assert Image.open(tmp_path / "figs" / "l0_nks_psnr.png").width > 100
