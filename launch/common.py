@@ -343,7 +343,7 @@ def build_method() -> Method:
   """The method and settings that the flags select, validated."""
   lam = DEFAULT_LAMBDA.get(_METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
   if lam is not None:
-    check_positive("lambda_", lam, allow_equal=True)
+    check_positive("lambda_", lam)  # λ = 0 would return the input (l0) or plain DIP
   check_positive("kappa", _KAPPA.value, above=1.0)
   check_positive("beta_max", _BETA_MAX.value)
   return {"l0": _l0_method, "dip": _dip_method, "dip_l0": _dip_l0_method}[_METHOD.value]()

@@ -1,6 +1,7 @@
 """The command-line launchers: outputs, printed scores, exit codes and one-line errors."""
 
 import csv
+import io
 import json
 import os
 import signal
@@ -35,6 +36,12 @@ def _save(path, array):
   Image.fromarray(array).save(path)
 
 
+def _png_bytes(array):
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format="PNG")
+  return buf.getvalue()
+
+
 def _blocks(seed, noise):
   rng = np.random.default_rng(seed)
   clean = np.zeros((32, 40, 3), np.uint8)
@@ -62,6 +69,7 @@ def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
   psnr = float(proc.stdout.split("PSNR: ")[1].split()[0])
   assert psnr > 30.0  # the noisy input is about 26 dB
   before = (tmp_path / "o" / "out.png").read_bytes()
+  assert (tmp_path / "in.png").read_bytes() == _png_bytes(noisy)  # the input is untouched
   proc = _launch("launch.run", *args, "--lambda_=0.1", cwd=tmp_path)
   assert proc.returncode == 2 and "--overwrite" in proc.stderr
   assert (tmp_path / "o" / "out.png").read_bytes() == before
@@ -71,15 +79,30 @@ def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--image=missing.png"], "missing.png: no such file"),
     (["--image=bad.png"], "bad.png: cannot read image"),
+    (["--image=empty.png"], "empty.png: cannot read image"),
+    (["--image=notes.txt"], "notes.txt: cannot read image"),
+    (["--image=cut.png"], "cut.png: cannot read image"),
+    (["--image=anim.gif"], "anim.gif: unsupported image format GIF"),
     (["--method=nope"], "--method"),
+    (["--preset=nope"], "--preset"),
+    (["--task=nope"], "--task"),
+    (["--l0_solver=nope"], "--l0_solver"),
     (["--lambda_=-0.1"], "--lambda_"),
+    (["--lambda_=0"], "--lambda_"),
     (["--lambda_=nan"], "--lambda_"),
+    (["--lambda_=inf"], "--lambda_"),
     (["--kappa=1"], "--kappa"),
+    (["--kappa=-inf"], "--kappa"),
     (["--gt=small.png"], "small.png: ground truth is"),
 ])
 def test_run_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
   (tmp_path / "bad.png").write_bytes(b"garbage")
+  (tmp_path / "empty.png").write_bytes(b"")
+  (tmp_path / "notes.txt").write_text("not an image\n")
   _save(str(tmp_path / "small.png"), np.zeros((8, 8, 3), np.uint8))
+  _save(str(tmp_path / "anim.gif"), np.zeros((8, 8, 3), np.uint8))
+  _save(str(tmp_path / "full.png"), _blocks(0, 10)[1])
+  (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:200])
   proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
   assert proc.returncode == 2
   assert message in proc.stderr
@@ -158,12 +181,19 @@ def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--method=dip_l0", "--task=inpaint"], "--task=inpaint needs --mask"),
     (["--method=dip_l0", "--beta=0"], "--beta"),
+    (["--method=dip_l0", "--beta=-1"], "--beta"),
+    (["--method=dip_l0", "--beta=nan"], "--beta"),
     (["--method=dip", "--lr=inf"], "--lr"),
+    (["--method=dip_l0", "--lr=0"], "--lr"),
+    (["--method=dip_l0", "--lr=-0.1"], "--lr"),
     (["--method=dip_l0", "--ema=1"], "--ema"),
     (["--method=dip_l0", "--image=tiny.png"], "too small for dip_l0 (needs at least 17"),
+    (["--method=dip", "--image=one.png"], "too small for dip (needs at least 17"),
+    (["--method=dip_l0", "--resume"], "--resume needs --checkpoint_dir"),
 ])
 def test_run_bad_dip_settings_exit_2(tmp_path, args, message):
   _save(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
+  _save(str(tmp_path / "one.png"), np.zeros((1, 1, 3), np.uint8))
   proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
   assert proc.returncode == 2, proc.stderr
   assert message in proc.stderr and "Traceback" not in proc.stderr
