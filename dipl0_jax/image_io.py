@@ -123,7 +123,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
     os.replace(tmp, path)
   except BaseException:
-    os.unlink(tmp)
+    with contextlib.suppress(FileNotFoundError):  # already renamed when interrupted late
+      os.unlink(tmp)
     raise
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -356,6 +357,9 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
           ) -> tuple[Progress, list[dict], bool]:
   """Runs method.solve with a progress bar; Ctrl-C stops it after the current chunk.
 
+  The first Ctrl-C only sets a flag that is checked between chunks, so it never lands in the
+  middle of a computation or a file write; a second one aborts at once.
+
   Args:
     images: (B, H, W, C) inputs.
     keys: (B,) PRNG keys.
@@ -367,9 +371,17 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
   Returns:
     (last progress, per-chunk log entries, whether the user interrupted the run).
   """
-  log, last, interrupted = list(log or []), None, False
+  log, last, stop = list(log or []), None, []
   start = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
   bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
+
+  def request_stop(signum, frame):
+    if stop:
+      raise KeyboardInterrupt
+    stop.append(signum)
+    tqdm.tqdm.write("Ctrl-C: stopping after the current iteration (again to abort)")
+
+  previous = signal.signal(signal.SIGINT, request_stop)
   solve = method.solve(images, keys, state)
   try:
     for last in solve:
@@ -385,11 +397,13 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
       bar.update(last.done - bar.n)
       if on_chunk is not None:
         on_chunk(last, log)
-  except KeyboardInterrupt:
-    interrupted = True
+      if stop:
+        break
   finally:
+    signal.signal(signal.SIGINT, previous)
     solve.close()
     bar.close()
+  interrupted = bool(stop)
   if last is None and state is not None and not interrupted:
     raise UsageError("the checkpoint is of a finished run: remove it or drop --resume")
   if last is None:

@@ -6,6 +6,7 @@ PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 i
 
 import csv
 import os
+import sys
 import time
 
 import jax
@@ -127,6 +128,9 @@ def main(argv):
     run()
   except common.UsageError as e:
     common.fail(str(e))
+  except KeyboardInterrupt:
+    print("aborted", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

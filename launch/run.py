@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 
 import jax
@@ -238,6 +239,9 @@ def main(argv):
     run()
   except common.UsageError as e:
     common.fail(str(e))
+  except KeyboardInterrupt:
+    print("aborted", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":
