@@ -50,6 +50,23 @@ def _fusion_beta(w_i: float, w_j: float, d2: float, c_ij: int) -> float:
 
 
 @numba.njit(cache=True)
+def _add_link(ints: np.ndarray, slot: int, t_links: np.ndarray, m: int, g: int,
+              count: int) -> int:
+  """Adds `count` pixel pairs to group g in the scratch list of m entries; returns its length.
+
+  A group already listed (ints[g, slot] ≥ 0) has its count summed: that is how links to a
+  common neighbour merge.
+  """
+  if ints[g, slot] >= 0:
+    t_links[ints[g, slot], 1] += count
+    return m
+  ints[g, slot] = m
+  t_links[m, 0] = g
+  t_links[m, 1] = count
+  return m + 1
+
+
+@numba.njit(cache=True)
 def _fuse(image: np.ndarray, lam: float, num_passes: int) -> np.ndarray:
   """Runs region fusion; (H, W, C) float32 in, (H, W, C) float32 group means out."""
   h, w, c = image.shape
@@ -126,15 +143,8 @@ def _fuse(image: np.ndarray, lam: float, num_passes: int) -> np.ndarray:
       for e in range(ints[i, start], ints[i, start] + ints[i, deg]):
         g = _find(ints, parent, links[e, 0])
         resolved |= g != links[e, 0]
-        if g == i:
-          continue
-        if ints[g, slot] >= 0:
-          t_links[ints[g, slot], 1] += links[e, 1]
-        else:
-          ints[g, slot] = m
-          t_links[m, 0] = g
-          t_links[m, 1] = links[e, 1]
-          m += 1
+        if g != i:
+          m = _add_link(ints, slot, t_links, m, g, links[e, 1])
 
       # Entries appended by fusions are visited in the same sweep, as in the paper, where
       # the absorbed group's neighbours join N_i.
@@ -169,15 +179,8 @@ def _fuse(image: np.ndarray, lam: float, num_passes: int) -> np.ndarray:
           ints[t_links[p, 0], slot] = p
         for e in range(ints[j, start], ints[j, start] + ints[j, deg]):
           g = _find(ints, parent, links[e, 0])
-          if g == i:
-            continue
-          if ints[g, slot] >= 0:
-            t_links[ints[g, slot], 1] += links[e, 1]
-          else:
-            ints[g, slot] = m
-            t_links[m, 0] = g
-            t_links[m, 1] = links[e, 1]
-            m += 1
+          if g != i:
+            m = _add_link(ints, slot, t_links, m, g, links[e, 1])
         ints[j, deg] = 0
 
       for q in range(m):

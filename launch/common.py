@@ -232,21 +232,30 @@ def _dip_method() -> Method:
   check_positive("reg_noise_std", config.reg_noise_std, allow_equal=True)
   _check_ema(config.ema)
 
+  settings = {"num_iters": config.num_iters, "lr": config.lr,
+              "reg_noise_std": config.reg_noise_std, "ema": config.ema,
+              "channels": _CHANNELS.value, "scales": _SCALES.value}
+  return _generator_method("dip", settings, deep_image_prior, config, config.num_iters,
+                           lambda state: {"output": state.avg})
+
+
+def _generator_method(name: str, settings: dict, solver, config, total: int,
+                      outputs: Callable[[object], dict[str, jax.Array]]) -> Method:
+  """A Method for a generator-fitting solver module (`deep_image_prior` or `admm`): its
+  `init_batch` and `iterate` under the --task operator, reporting `outputs(state)`."""
+
   def init(images, keys):
     operator, shape = _operator(images.shape[1:])
-    return deep_image_prior.init_batch(keys, images, operator, config, shape=shape)
+    return solver.init_batch(keys, images, operator, config, shape=shape)
 
   def solve(images, keys, state=None):
     operator, _ = _operator(images.shape[1:])
     start = init(images, keys) if state is None else state
-    for state, step_metrics in deep_image_prior.iterate(start, images, operator, config):
-      yield Progress(int(state.iteration[0]), config.num_iters, _host(step_metrics),
-                     {"output": np.asarray(state.avg)}, state)
+    for state, step_metrics in solver.iterate(start, images, operator, config):
+      yield Progress(int(state.iteration[0]), total, _host(step_metrics),
+                     {k: np.asarray(v) for k, v in outputs(state).items()}, state)
 
-  settings = {"num_iters": config.num_iters, "lr": config.lr,
-              "reg_noise_std": config.reg_noise_std, "ema": config.ema,
-              "channels": _CHANNELS.value, "scales": _SCALES.value}
-  return Method("dip", settings, solve, config.generator.min_size, init,
+  return Method(name, settings, solve, config.generator.min_size, init,
                 _memory(config.generator))
 
 
@@ -288,24 +297,13 @@ def _dip_l0_method() -> Method:
   check_positive("lr", config.lr)
   _check_ema(config.ema)
 
-  def init(images, keys):
-    operator, shape = _operator(images.shape[1:])
-    return admm.init_batch(keys, images, operator, config, shape=shape)
-
-  def solve(images, keys, state=None):
-    operator, _ = _operator(images.shape[1:])
-    start = init(images, keys) if state is None else state
-    for state, step_metrics in admm.iterate(start, images, operator, config):
-      yield Progress(int(state.iteration[0]), config.outer_iters, _host(step_metrics),
-                     {"output": np.asarray(state.avg), "v": np.asarray(state.v)}, state)
-
   settings = {"preset": _PRESET.value, "l0_solver": _L0_SOLVER.value,
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, "channels": _CHANNELS.value,
               "scales": _SCALES.value}
-  return Method("dip_l0", settings, solve, config.generator.min_size, init,
-                _memory(config.generator))
+  return _generator_method("dip_l0", settings, admm, config, config.outer_iters,
+                           lambda state: {"output": state.avg, "v": state.v})
 
 
 def l0_step() -> admm.L0Step:
