@@ -43,6 +43,7 @@ class DipState(NamedTuple):
 def init(key: jax.Array, y: jax.Array, operator: operators.Operator,
          config: DipConfig, *, shape: tuple[int, ...] | None = None) -> DipState:
   """Initial state for fitting observation y; `shape` is A's input shape (default y's)."""
+  del operator  # the same signature as `admm.init`, whose average starts at A⁺y
   shape = shape or y.shape
   init_key, key = jax.random.split(key)
   params, z = gen.init_generator(init_key, shape, config.generator)
