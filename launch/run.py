@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from dipl0_jax import checkpoint, image_io, metrics
-from launch import common, figures
+from launch import apps, common, figures
 
 _IMAGE = flags.DEFINE_multi_string(
     "image", [image_io.EXAMPLE_IMAGE], "Input image(s) or folder(s) (PNG/JPEG/BMP/TIFF).")
@@ -78,12 +78,14 @@ def _write_json(path: str, payload) -> None:
 
 
 def run() -> None:
+  notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
+  notes += apps.check_method(method.settings)
   if _BATCH_SIZE.value < 1:
     raise common.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be ≥ 1")
   paths = _inputs()
   outputs = _outputs(paths, method.name)
-  for out in outputs:
+  for out in outputs + [_companion(o, f"_{a}.png") for o in outputs for a in apps.outputs()]:
     if os.path.exists(out) and not _OVERWRITE.value:
       raise common.UsageError(f"{out}: already exists (pass --overwrite to replace it)")
   if _GT.value and len(paths) > 1:
@@ -96,6 +98,8 @@ def run() -> None:
   if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
     raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
                             f"the result will be {images[0].shape[1]}×{images[0].shape[0]}")
+  for note in notes:
+    print(note)
   print(f"{method.describe()} on {len(paths)} image(s)")
 
   groups = collections.defaultdict(list)
@@ -124,8 +128,9 @@ def run() -> None:
       last, log, interrupted = common.drive(method, stack, keys, gt=gt_stack, desc=names,
                                             on_chunk=after_chunk, state=state, log=log)
       seconds = log[-1]["seconds"] if log else time.perf_counter() - t0
+      extra = apps.apply(stack, last.outputs["output"])
       for j, i in enumerate(batch):
-        _save(outputs[i], last, j, log, method, seconds)
+        _save(outputs[i], last, j, log, method, seconds, extra)
         if _FIGURE.value:
           _figures(_figure_path(paths[i], method.name, len(paths)), images[i], last, j,
                    outputs[i])
@@ -205,11 +210,13 @@ def _expected_gt_size(image: np.ndarray) -> tuple[int, int]:
 
 
 def _save(output: str, last: common.Progress, j: int, log: list[dict],
-          method: common.Method, seconds: float) -> None:
+          method: common.Method, seconds: float, extra: dict[str, np.ndarray]) -> None:
+  """Writes image j's result to OUT.png, its other outputs and `extra` (the --app images,
+  (B, H, W, C) by name) to OUT_<name>.png, and the log of an iterative method."""
   try:
     image_io.write_png(output, last.outputs["output"][j])
     written = [output]
-    for name, images in last.outputs.items():
+    for name, images in {**last.outputs, **extra}.items():
       if name != "output":
         image_io.write_png(_companion(output, f"_{name}.png"), images[j])
         written.append(_companion(output, f"_{name}.png"))

@@ -166,6 +166,26 @@ def test_run_dip_l0_writes_output_v_and_log(tmp_path):
   assert all(np.isfinite(e["lagrangian"]) for e in log["log"])
 
 
+def test_run_app_detail_writes_base_and_detail(tmp_path):
+  _, noisy = _blocks(6, 10)
+  _save(str(tmp_path / "in.png"), noisy)
+  proc = _launch("launch.run", "--method=l0", "--app=detail", "--image=in.png",
+                 "--output=o.png", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert "wrote o.png, o_detail.png" in proc.stdout
+  base = np.asarray(Image.open(tmp_path / "o.png")).astype(float)
+  detail = np.asarray(Image.open(tmp_path / "o_detail.png")).astype(float)
+  expected = np.clip(base + 3.0 * (noisy - base), 0, 255)  # the default gain, k = 3
+  # The PNGs round the base (an error times |1 − k| = 2 here) and the result: ≤ 1.5 levels.
+  assert np.abs(detail - expected).max() <= 1.5
+
+  proc = _launch("launch.run", "--app=detail", "--detail_gain=nan", "--image=in.png",
+                 "--output=bad.png", cwd=tmp_path)
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip() == "error: --detail_gain=nan: must be a finite number ≥ 0"
+  assert not (tmp_path / "bad.png").exists()
+
+
 def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
   for name, (h, w) in {"a": (32, 40), "b": (32, 40), "c": (20, 24)}.items():
     _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(1, 10)[1][:h, :w])
