@@ -5,13 +5,9 @@
 Compile time is reported apart from run time; run times are medians of --repeats calls.
 """
 
-import time
-
-import jax
 from absl import app, flags
 
-import dipl0_jax
-from benchmarks import timing
+from benchmarks import measure, timing
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per size (the median is reported).")
 _LAMBDA = flags.DEFINE_float("lambda_", 0.02, "λ of the solvers.")
@@ -31,20 +27,15 @@ def main(argv):
     opencv = None
     print("OpenCV contrib not installed (pip install -e .[bench]): timing JAX only")
   lam, kappa = _LAMBDA.value, _KAPPA.value
-  solve = jax.jit(lambda x: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa))
   rows = []
   print(f"{'size':>10} {'compile s':>10} {'jax s':>8} {'rf s':>8} {'opencv s':>9} "
         f"{'jax/opencv':>10}")
   for w, h in SIZES:
     image = timing.test_image(w, h)
-    start = time.perf_counter()
-    compiled = solve.lower(image).compile()
-    compile_s = time.perf_counter() - start
-    jax_s = timing.median_seconds(lambda: compiled(image), _REPEATS.value)  # noqa: B023
-    dipl0_jax.region_fusion(image[:8, :8], lam=lam, num_passes=_PASSES.value)  # Numba JIT
-    rf_s = timing.median_seconds(
-        lambda: dipl0_jax.region_fusion(image, lam=lam, num_passes=_PASSES.value),  # noqa: B023
-        _REPEATS.value)
+    fft = measure.l0_fft_solve(image, lam=lam, kappa=kappa, repeats=_REPEATS.value)
+    compile_s, jax_s = fft["compile_s"], fft["solve_s"]
+    rf_s = measure.region_fusion_solve(image, lam=lam, num_passes=_PASSES.value,
+                                       repeats=_REPEATS.value)["solve_s"]
     row = {"width": w, "height": h, "compile_s": compile_s, "jax_s": jax_s,
            "region_fusion_s": rf_s}
     if opencv is not None:

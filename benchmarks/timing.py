@@ -3,19 +3,24 @@
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
 
 import jax
+import jaxlib
 import numpy as np
 from PIL import Image
 
 from dipl0_jax import image_io
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-  """Median wall time of `repeats` calls of fn (its result blocked on)."""
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> float:
+  """Median wall time of `repeats` calls of fn (its result blocked on), after `warmup` untimed
+  calls (a compiled step's first call can take several times as long as the next ones)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -24,10 +29,43 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
   return statistics.median(times)
 
 
+def compile_seconds(jitted, *args) -> tuple[Callable, float]:
+  """(jitted lowered and compiled for args, the seconds that took)."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+class Chain:
+  """A no-argument callable for `median_seconds` that advances `state` by one `step` a call.
+
+  For steps that donate their input state: each call consumes the state the previous call
+  returned, as the launchers' loops do, so no copy of the state is timed.
+  """
+
+  def __init__(self, step: Callable[[object], object], state: object):
+    self.step, self.state = step, state
+
+  def __call__(self) -> object:
+    self.state = self.step(self.state)
+    return self.state
+
+
+def parse_size(size: str) -> tuple[int, int]:
+  """'640x480' -> (640, 480) (width, height)."""
+  w, h = (int(v) for v in size.lower().replace("×", "x").split("x"))
+  return w, h
+
+
 def test_image(width: int, height: int) -> np.ndarray:
   """The shipped picture resized to width × height, (H, W, 3) float32 in [0, 1]."""
   with Image.open(image_io.EXAMPLE_IMAGE) as im:
     return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC), np.float32) / 255
+
+
+def peak_rss_bytes() -> int:
+  """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def machine() -> dict:
@@ -35,9 +73,13 @@ def machine() -> dict:
   return {
       "platform": platform.platform(),
       "cpu_count": os.cpu_count(),
+      "cpus_usable": len(os.sched_getaffinity(0)),
       "load_average": os.getloadavg(),
       "jax": jax.__version__,
+      "jaxlib": jaxlib.__version__,
       "backend": jax.default_backend(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
   }
 
 

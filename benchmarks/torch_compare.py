@@ -1,0 +1,128 @@
+"""Times our jitted DIP Adam step against the same step in PyTorch, in one process.
+
+  python -m benchmarks.torch_compare [--sizes=256x256,512x384] [--channels=128,32]
+      [--repeats=5] [--threads=2] [--json=benchmarks/results/torch_compare.json]
+
+Ours is the step the `dip` launcher calls (`deep_image_prior._step_batch`, batch of one, via
+`measure.dip_step`); PyTorch's is `torch_generator.DipStep` on `torch_generator.SkipNet`,
+which starts from a copy of our initial parameters and the same input noise z and image y.
+Both run on --threads threads: torch.set_num_threads, and for XLA (which sizes its thread pool
+from the CPUs it may run on) the process is pinned to --threads CPUs before JAX starts.
+The two steps alternate, one call each per repeat after one warm-up call each, so a change
+in machine load hits both; times are medians. Before timing, --check compares the two
+networks' outputs on z with our parameters. Needs `pip install -e ".[bench]"` (torch).
+
+Run it on an otherwise idle machine: PyTorch's OpenMP threads spin-wait between parallel
+regions, and with another job on the cores a 2-thread PyTorch step became 10–20× slower than a
+1-thread one (OMP_WAIT_POLICY=PASSIVE in the environment, which must be set before Python
+starts, removed most of that); XLA's thread pool suffers far less. The JSON records the load
+and the OpenMP variables.
+"""
+
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+import torch
+from absl import app, flags
+
+from benchmarks import measure, timing
+from benchmarks import torch_generator as tg
+from dipl0_jax import generator as gen
+
+_SIZES = flags.DEFINE_list("sizes", ["256x256", "512x384"], "W×H sizes.")
+_CHANNELS = flags.DEFINE_list("channels", ["128", "32"], "Generator channels per scale.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps of each (medians are reported).")
+_THREADS = flags.DEFINE_integer("threads", None, "Threads for both (default: all CPUs).")
+_CHECK = flags.DEFINE_bool("check", True, "Compare the two networks' outputs first.")
+_JSON = flags.DEFINE_string("json", "benchmarks/results/torch_compare.json",
+                            "Where to write the results.")
+_OMP_ENV = ("OMP_", "GOMP_", "KMP_", "MKL_")
+
+
+def _use_threads(n: int | None) -> int:
+  """Restricts XLA and PyTorch to n threads (before JAX's backend starts)."""
+  cpus = sorted(os.sched_getaffinity(0))
+  n = n or len(cpus)
+  if n < len(cpus):
+    os.sched_setaffinity(0, cpus[:n])
+  torch.set_num_threads(n)
+  return n
+
+
+def _compare(width: int, height: int, channels: int, repeats: int, check: bool) -> dict:
+  config = measure.dip_config(channels)
+  step, state, y, compile_s = measure.dip_step(width, height, config)
+  # Copies of the initial parameters and input: `step` donates (invalidates) its state.
+  params = jax.tree.map(lambda a: np.array(a[0]), state.params)
+  z = np.array(state.z[0])
+  ours_count = sum(a.size for a in jax.tree.leaves(params))
+  model = tg.SkipNet.like(config.generator)
+  torch_count = tg.num_parameters(model)
+  assert torch_count == ours_count, (torch_count, ours_count)
+  if config.generator == gen.GeneratorConfig():
+    assert torch_count == tg.DEFAULT_PARAMETERS, torch_count
+  tg.load_flax_params(model, params)
+  z_t = torch.from_numpy(z).permute(2, 0, 1)[None].contiguous()
+  y_t = torch.from_numpy(np.array(y[0])).permute(2, 0, 1)[None].contiguous()
+  row = {"width": width, "height": height, "channels": channels, "parameters": ours_count,
+         "compile_s": compile_s, "load_average": os.getloadavg()}
+  if check:
+    ours_f = np.asarray(jax.jit(gen.generate, static_argnums=2)(params, z, config.generator))
+    with torch.no_grad():
+      torch_f = model(z_t)[0].permute(1, 2, 0).numpy()
+    row["forward_max_abs_diff"] = float(np.abs(ours_f - torch_f).max())
+  torch_step = tg.DipStep(model, z_t, y_t, lr=config.lr, reg_noise_std=config.reg_noise_std,
+                          ema=config.ema)
+  ours_step = timing.Chain(step, state)
+  start = time.perf_counter()
+  torch_step()
+  row["torch_first_step_s"] = time.perf_counter() - start
+  jax.block_until_ready(ours_step())
+  ours, theirs = [], []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(ours_step())
+    ours.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    torch_step()
+    theirs.append(time.perf_counter() - start)
+  row.update(ours_step_s=statistics.median(ours), torch_step_s=statistics.median(theirs),
+             ours_steps_s=ours, torch_steps_s=theirs)
+  row["ratio"] = row["ours_step_s"] / row["torch_step_s"]
+  return row
+
+
+def main(argv):
+  del argv
+  threads = _use_threads(_THREADS.value)
+  machine = timing.machine()
+  machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                 mkldnn=torch.backends.mkldnn.is_available(), threads=threads,
+                 omp_env={k: v for k, v in os.environ.items() if k.startswith(_OMP_ENV)})
+  if machine["load_average"][0] > 0.5:
+    print(f"warning: load average {machine['load_average'][0]:.1f}: another job is running, "
+          "and PyTorch's spinning OpenMP threads slow down far more than XLA's under "
+          "contention (see the module docstring)")
+  print(f"{threads} threads each, load {machine['load_average']}, jax {machine['jax']}, "
+        f"torch {machine['torch']}; DIP Adam step, medians of {_REPEATS.value}")
+  print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'ours s':>8} "
+        f"{'torch s':>8} {'ours/torch':>10} {'fwd diff':>9}", flush=True)
+  rows = []
+  for channels in _CHANNELS.value:
+    for size in _SIZES.value:
+      w, h = timing.parse_size(size)
+      row = _compare(w, h, int(channels), _REPEATS.value, _CHECK.value)
+      rows.append(row)
+      diff = f"{row['forward_max_abs_diff']:9.1e}" if "forward_max_abs_diff" in row else ""
+      print(f"{channels:>8} {w:>4}×{h:<4} {row['parameters']:>10,} {row['compile_s']:9.1f} "
+            f"{row['ours_step_s']:8.4f} {row['torch_step_s']:8.4f} {row['ratio']:10.2f} "
+            f"{diff}", flush=True)
+  machine["load_average_after"] = os.getloadavg()
+  timing.write_json(_JSON.value, {"machine": machine, "repeats": _REPEATS.value, "rows": rows})
+
+
+if __name__ == "__main__":
+  app.run(main)
