@@ -41,8 +41,7 @@ def region_fusion_solve(image: np.ndarray, *, lam: float, num_passes: int,
 
 def generator_config(channels: int, scales: int = 5) -> gen.GeneratorConfig:
   """The launchers' generator for --channels and --scales (4-channel skips)."""
-  return gen.GeneratorConfig(channels_down=(channels,) * scales,
-                             channels_up=(channels,) * scales, channels_skip=(4,) * scales)
+  return gen.GeneratorConfig().resized(channels, scales)
 
 
 def dip_config(channels: int, scales: int = 5) -> deep_image_prior.DipConfig:

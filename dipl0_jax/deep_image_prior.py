@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from dipl0_jax import generator as gen
-from dipl0_jax import operators
+from dipl0_jax import operators, sharding
 
 IDENTITY = operators.Identity()
 
@@ -95,16 +95,26 @@ def dip(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipConfig = DipConfi
   return DipResult(state.avg, gen.generate(state.params, state.z, config.generator), metrics)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "shape"))
+@functools.partial(jax.jit, static_argnames=("config", "shape", "mesh"))
+def _init_batch(keys, y, operator, config, shape, mesh):
+  return sharding.batch_vmap(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
+                             (0, 0, None))(keys, y, operator)
+
+
 def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
                config: DipConfig, shape: tuple[int, ...] | None = None) -> DipState:
-  """`init` for a batch: keys (B,), y (B, H', W', C) -> a state with leading axis B."""
-  return jax.vmap(lambda k, yy: init(k, yy, operator, config, shape=shape))(keys, y)
+  """`init` for a batch: keys (B,), y (B, H', W', C) -> a state with leading axis B.
+
+  Jitted; when y is split over devices by `sharding.shard_batch`, so is the state.
+  """
+  return _init_batch(keys, y, operator, config, shape, sharding.mesh_of(y))
 
 
-@functools.partial(jax.jit, static_argnames="config", donate_argnums=0)
-def _step_batch(state, y, operator, config):
-  return jax.vmap(lambda s, yy: step(s, yy, operator, config))(state, y)
+# Vmapped, and with a mesh run by each of its devices on its share of the batch.
+@functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
+def _step_batch(state, y, operator, config, mesh=None):
+  return sharding.batch_vmap(lambda s, yy, op: step(s, yy, op, config), mesh,
+                             (0, 0, None))(state, y, operator)
 
 
 def iterate(state: DipState, y: jax.Array, operator: operators.Operator, config: DipConfig,
@@ -112,14 +122,17 @@ def iterate(state: DipState, y: jax.Array, operator: operators.Operator, config:
   """Runs a batch's Adam steps from the host (one jitted step a call), yielding every `chunk`.
 
   Convolutions inside XLA loops are slow on CPU, so the loop over steps is a Python loop.
+  When y is split over devices by `sharding.shard_batch` (and `state` with it), each device
+  runs its share.
 
   Yields:
     (state, metrics), metrics holding the (B,) loss of the chunk's last step.
   """
   y = jnp.asarray(y, jnp.float32)
   step_config = dataclasses.replace(config, num_iters=1)  # one compilation for any length
+  mesh = sharding.mesh_of(y)
   while int(state.iteration[0]) < config.num_iters:
     end = min(config.num_iters, int(state.iteration[0]) + chunk)
     while int(state.iteration[0]) < end:
-      state, metrics = _step_batch(state, y, operator, step_config)
+      state, metrics = _step_batch(state, y, operator, step_config, mesh)
     yield state, metrics

@@ -107,6 +107,11 @@ class GeneratorConfig:
     """Smallest height or width the network accepts."""
     return 2 ** (len(self.channels_down) - 1) + 1
 
+  def resized(self, channels: int, scales: int) -> "GeneratorConfig":
+    """This architecture with `channels` at each of `scales` scales and 4-channel skips."""
+    return dataclasses.replace(self, channels_down=(channels,) * scales,
+                               channels_up=(channels,) * scales, channels_skip=(4,) * scales)
+
 
 class SkipNet(nn.Module):
   """(N, H, W, input_channels) noise -> (N, H, W, output_channels) image in (0, 1)."""

@@ -20,6 +20,8 @@ they are resolved through the forest, and duplicates summed, whenever the owner 
 Groups that cannot fuse at the current β are skipped, which does not change the result.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numba
@@ -335,3 +337,17 @@ def region_fusion_prox(x: jax.Array, weight: jax.typing.ArrayLike, *,
   # serves the whole vmapped batch.
   return jax.pure_callback(host, jax.ShapeDtypeStruct(x.shape, jnp.float32), x, weight,
                            vmap_method="broadcast_all")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionFusionProx:
+  """`region_fusion_prox` with K passes as an ADMM ℓ0 step (`DipL0Config.l0_step`).
+
+  Compared and hashed by value, so a config that holds it is a stable static argument of
+  `jax.jit` (equal configs share one compilation).
+  """
+
+  num_passes: int = 50
+
+  def __call__(self, x: jax.Array, weight: jax.typing.ArrayLike) -> jax.Array:
+    return region_fusion_prox(x, weight, num_passes=self.num_passes)

@@ -1,6 +1,8 @@
 """What the launchers share: flags, the method table, progress, clean errors."""
 
+import contextlib
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -15,19 +17,29 @@ import tqdm
 from absl import flags, logging
 
 import dipl0_jax
-from dipl0_jax import admm, deep_image_prior, image_io, l0_region_fusion, metrics, operators
+from dipl0_jax import (
+  admm,
+  deep_image_prior,
+  fan_training,
+  image_io,
+  l0_region_fusion,
+  metrics,
+  operators,
+  sharding,
+)
 from dipl0_jax import generator as gen
 
-METHODS = ("l0", "dip", "dip_l0")
+METHODS = ("l0", "dip", "dip_l0", "fan2018")
 DEFAULT_LAMBDA = {"l0": 0.02, "dip_l0": admm.DipL0Config.lam}
 
-_METHOD = flags.DEFINE_enum("method", "l0", METHODS, "Smoothing method.")
+METHOD = flags.DEFINE_enum("method", "l0", METHODS, "Smoothing method.")
 _LAMBDA = flags.DEFINE_float(
     "lambda_", None, "λ, weight of the ℓ0 gradient term (default: the method's paper value).")
 _L0_SOLVER = flags.DEFINE_enum(
-    "l0_solver", "fft", ["fft", "region_fusion"],
+    "l0_solver", None, ["fft", "region_fusion"],
     "ℓ0 solver of l0 and of dip_l0's ℓ0 step: Xu et al.'s FFT solver, or Region Fusion "
-    "(Nguyen & Brown 2015; its λ counts neighbour pairs whose colours differ).")
+    "(Nguyen & Brown 2015; its λ counts neighbour pairs whose colours differ). Default: fft, "
+    "or the --preset's (fast: region_fusion).")
 _NUM_PASSES = flags.DEFINE_integer(
     "num_passes", None, "Region Fusion passes K (default 100 for l0, 50 inside dip_l0).")
 _KAPPA = flags.DEFINE_float("kappa", 2.0, "β growth factor of the FFT ℓ0 solver (> 1).")
@@ -43,16 +55,21 @@ _BETA = flags.DEFINE_float("beta", None, "dip_l0: ADMM penalty β (default: the 
 _OUTER_ITERS = flags.DEFINE_integer("outer_iters", None, "dip_l0: ADMM iterations (100).")
 _INNER_ITERS = flags.DEFINE_integer("inner_iters", None, "dip_l0: Adam steps per iteration (25).")
 _NUM_ITERS = flags.DEFINE_integer("num_iters", None, "dip: Adam steps (3000).")
-_LR = flags.DEFINE_float("lr", None, "dip/dip_l0: Adam learning rate (0.01 / 0.001).")
+LR = flags.DEFINE_float(
+    "lr", None, "Adam learning rate (dip 0.01, dip_l0 0.001, fan2018 training 0.001).")
 _EMA = flags.DEFINE_float("ema", None, "dip/dip_l0: weight of the old average (0.99 / 0.9).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
-_CHANNELS = flags.DEFINE_integer("channels", 128, "dip/dip_l0: generator channels per scale.")
-_SCALES = flags.DEFINE_integer("scales", 5, "dip/dip_l0: generator scales.")
+_CHANNELS = flags.DEFINE_integer(
+    "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's).")
+_SCALES = flags.DEFINE_integer("scales", None, "dip/dip_l0: generator scales (5, or the "
+                               "preset's).")
 TASK = flags.DEFINE_enum(
     "task", "denoise", ["denoise", "inpaint", "sr"],
     "dip/dip_l0 forward operator: identity, a mask (--mask), or ×--sr_factor box downsampling.")
 _MASK = flags.DEFINE_string("mask", None, "--task=inpaint: image whose white pixels are known.")
 SR_FACTOR = flags.DEFINE_integer("sr_factor", 4, "--task=sr: upsampling factor.")
+_MODEL = flags.DEFINE_string(
+    "model", None, "fan2018: trained model file from launch.train (default: the shipped one).")
 
 
 class UsageError(Exception):
@@ -73,7 +90,41 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(str(e))
   # absl logs at INFO under app.run; JAX's backend probing messages are noise to a user.
   logging.set_verbosity(logging.WARNING)
+  _use_compilation_cache()
   return argv
+
+
+def _use_compilation_cache() -> None:
+  """Keeps XLA's compiled programs on disk, so the second run of a setting starts at once.
+
+  Compiling a generator's training step takes 10–140 s on a 2-core CPU, often longer than
+  the solve. The cache is ~/.cache/dipl0_jax/xla (or $XDG_CACHE_HOME/dipl0_jax/xla) unless
+  JAX_COMPILATION_CACHE_DIR names another folder.
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  jax.config.update("jax_compilation_cache_dir", os.path.join(base, "dipl0_jax", "xla"))
+
+
+def main(run: Callable[[], None], before: Callable[[], None] = lambda: None
+         ) -> Callable[[list[str]], None]:
+  """An absl `main` that calls before() then run(), reporting UsageError in one line (exit 2)
+  and a second Ctrl-C as "aborted" (exit 130)."""
+
+  def absl_main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+      before()
+      run()
+    except UsageError as e:
+      fail(str(e))
+    except KeyboardInterrupt:
+      print("aborted", file=sys.stderr)
+      sys.exit(130)
+
+  return absl_main
 
 
 def check_positive(name: str, value: float, *, above: float = 0.0, allow_equal: bool = False):
@@ -157,7 +208,7 @@ class Method:
 
 def _l0_method() -> Method:
   lam = DEFAULT_LAMBDA["l0"] if _LAMBDA.value is None else _LAMBDA.value
-  if _L0_SOLVER.value == "region_fusion":
+  if _L0_SOLVER.value == "region_fusion":  # default: fft
     passes = _num_passes(100)
 
     def solve(images, keys, state=None):
@@ -189,13 +240,20 @@ def _num_passes(default: int) -> int:
   return passes
 
 
-def _generator_config() -> gen.GeneratorConfig:
-  check_positive("channels", _CHANNELS.value)
-  if not 1 <= _SCALES.value <= 8:
-    raise UsageError(f"--scales={_SCALES.value}: must be between 1 and 8")
-  n = _SCALES.value
-  return gen.GeneratorConfig(channels_down=(_CHANNELS.value,) * n,
-                             channels_up=(_CHANNELS.value,) * n, channels_skip=(4,) * n)
+def _generator_config(base: gen.GeneratorConfig) -> gen.GeneratorConfig:
+  """`base` with --channels and --scales applied (all scales alike, 4-channel skips)."""
+  if _CHANNELS.value is None and _SCALES.value is None:
+    return base
+  channels = _value(_CHANNELS, base.channels_down[0])
+  n = _value(_SCALES, len(base.channels_down))
+  check_positive("channels", channels)
+  if not 1 <= n <= 8:
+    raise UsageError(f"--scales={n}: must be between 1 and 8")
+  return base.resized(channels, n)
+
+
+def _generator_settings(config: gen.GeneratorConfig) -> dict:
+  return {"channels": config.channels_down[0], "scales": len(config.channels_down)}
 
 
 def _operator(shape: tuple[int, ...]) -> tuple[operators.Operator, tuple[int, ...]]:
@@ -224,8 +282,8 @@ def _value(flag, default):
 def _dip_method() -> Method:
   base = deep_image_prior.DipConfig()
   config = deep_image_prior.DipConfig(
-      generator=_generator_config(), num_iters=_value(_NUM_ITERS, base.num_iters),
-      lr=_value(_LR, base.lr), reg_noise_std=_value(_REG_NOISE, base.reg_noise_std),
+      generator=_generator_config(base.generator), num_iters=_value(_NUM_ITERS, base.num_iters),
+      lr=_value(LR, base.lr), reg_noise_std=_value(_REG_NOISE, base.reg_noise_std),
       ema=_value(_EMA, base.ema))
   check_positive("num_iters", config.num_iters)
   check_positive("lr", config.lr)
@@ -234,7 +292,7 @@ def _dip_method() -> Method:
 
   settings = {"num_iters": config.num_iters, "lr": config.lr,
               "reg_noise_std": config.reg_noise_std, "ema": config.ema,
-              "channels": _CHANNELS.value, "scales": _SCALES.value}
+              **_generator_settings(config.generator)}
   return _generator_method("dip", settings, deep_image_prior, config, config.num_iters,
                            lambda state: {"output": state.avg})
 
@@ -287,29 +345,33 @@ def _check_ema(ema: float) -> None:
 def _dip_l0_method() -> Method:
   preset = admm.PRESETS[_PRESET.value]
   config = dataclasses.replace(
-      preset, generator=_generator_config(), lam=_value(_LAMBDA, preset.lam),
+      preset, generator=_generator_config(preset.generator), lam=_value(_LAMBDA, preset.lam),
       beta=_value(_BETA, preset.beta), outer_iters=_value(_OUTER_ITERS, preset.outer_iters),
-      inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(_LR, preset.lr),
-      ema=_value(_EMA, preset.ema), l0_step=l0_step())
+      inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(LR, preset.lr),
+      ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step))
   check_positive("beta", config.beta)
   check_positive("outer_iters", config.outer_iters)
   check_positive("inner_iters", config.inner_iters)
   check_positive("lr", config.lr)
   _check_ema(config.ema)
 
-  settings = {"preset": _PRESET.value, "l0_solver": _L0_SOLVER.value,
+  solver = ("region_fusion" if isinstance(config.l0_step, l0_region_fusion.RegionFusionProx)
+            else "fft")
+  settings = {"preset": _PRESET.value, "l0_solver": solver,
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
-              "lr": config.lr, "ema": config.ema, "channels": _CHANNELS.value,
-              "scales": _SCALES.value}
+              "lr": config.lr, "ema": config.ema, **_generator_settings(config.generator)}
   return _generator_method("dip_l0", settings, admm, config, config.outer_iters,
                            lambda state: {"output": state.avg, "v": state.v})
 
 
-def l0_step() -> admm.L0Step:
-  """The ℓ0 proximal step that the flags select (for dip_l0)."""
-  if _L0_SOLVER.value == "region_fusion":
-    return _RegionFusionProx(_num_passes(50))
+def l0_step(preset_step: admm.L0Step) -> admm.L0Step:
+  """The ℓ0 proximal step of dip_l0: --l0_solver's, else the preset's solver, with the flags'
+  --num_passes (Region Fusion) or --kappa/--beta_max (FFT)."""
+  solver = _L0_SOLVER.value or (
+      "region_fusion" if isinstance(preset_step, l0_region_fusion.RegionFusionProx) else "fft")
+  if solver == "region_fusion":
+    return l0_region_fusion.RegionFusionProx(_num_passes(50))
   return _FftProx(_KAPPA.value, _BETA_MAX.value)
 
 
@@ -324,14 +386,6 @@ class _FftProx:
     return dipl0_jax.l0_prox(x, weight, kappa=self.kappa, beta_max=self.beta_max)
 
 
-@dataclasses.dataclass(frozen=True)
-class _RegionFusionProx:
-  """Region Fusion with K passes as the ℓ0 step (a host callback inside the jitted step)."""
-
-  num_passes: int
-
-  def __call__(self, x, weight):
-    return l0_region_fusion.region_fusion_prox(x, weight, num_passes=self.num_passes)
 
 
 def _host(metrics: dict) -> dict[str, np.ndarray]:
@@ -340,12 +394,54 @@ def _host(metrics: dict) -> dict[str, np.ndarray]:
 
 def build_method() -> Method:
   """The method and settings that the flags select, validated."""
-  lam = DEFAULT_LAMBDA.get(_METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
+  lam = DEFAULT_LAMBDA.get(METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
   if lam is not None:
     check_positive("lambda_", lam)  # λ = 0 would return the input (l0) or plain DIP
   check_positive("kappa", _KAPPA.value, above=1.0)
   check_positive("beta_max", _BETA_MAX.value)
-  return {"l0": _l0_method, "dip": _dip_method, "dip_l0": _dip_l0_method}[_METHOD.value]()
+  return {"l0": _l0_method, "dip": _dip_method, "dip_l0": _dip_l0_method,
+          "fan2018": _fan_method}[METHOD.value]()
+
+
+def _fan_method() -> Method:
+  path = _MODEL.value or fan_training.SHIPPED_MODEL
+  try:
+    variables, config, info = fan_training.load_model(path)
+  except OSError as e:
+    raise UsageError(f"{path}: cannot read model ({e.strerror or e})") from None
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  smooth = jax.jit(jax.vmap(functools.partial(fan_training.smooth, config=config),
+                            in_axes=(None, 0)))
+
+  def solve(images, keys, state=None):
+    del keys, state  # deterministic, one forward pass
+    yield Progress(1, 1, {}, {"output": np.asarray(smooth(variables, images))})
+
+  return Method("fan2018", {"model": os.path.basename(path),
+                            "energy": info.get("settings", {}).get("energy", "?")}, solve)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c() -> Iterator[list]:
+  """Turns the first Ctrl-C into a request: yields a list that becomes non-empty when the user
+  presses it, for the caller to check between steps; a second Ctrl-C aborts at once.
+
+  So a stop never lands in the middle of a computation or a file write.
+  """
+  stop = []
+
+  def request_stop(signum, frame):
+    if stop:
+      raise KeyboardInterrupt
+    stop.append(signum)
+    tqdm.tqdm.write("Ctrl-C: stopping after the current iteration (again to abort)")
+
+  previous = signal.signal(signal.SIGINT, request_stop)
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
@@ -354,6 +450,9 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
           state: object = None, log: list[dict] | None = None,
           ) -> tuple[Progress, list[dict], bool]:
   """Runs method.solve with a progress bar; Ctrl-C stops it after the current chunk.
+
+  The batch is split over this process's devices (`dipl0_jax.sharding`); what it returns
+  holds the B inputs' rows only.
 
   The first Ctrl-C only sets a flag that is checked between chunks, so it never lands in the
   middle of a computation or a file write; a second one aborts at once.
@@ -369,38 +468,37 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
   Returns:
     (last progress, per-chunk log entries, whether the user interrupted the run).
   """
-  log, last, stop = list(log or []), None, []
+  log, last = list(log or []), None
   start = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
   bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
-
-  def request_stop(signum, frame):
-    if stop:
-      raise KeyboardInterrupt
-    stop.append(signum)
-    tqdm.tqdm.write("Ctrl-C: stopping after the current iteration (again to abort)")
-
-  previous = signal.signal(signal.SIGINT, request_stop)
+  # Split the batch over this process's devices (padded to a multiple of their number).
+  n, mesh = len(images), sharding.batch_mesh()
+  images, keys = sharding.shard_batch((images, keys), mesh)
+  state = None if state is None else sharding.shard_batch(state, mesh)
   solve = method.solve(images, keys, state)
-  try:
-    for last in solve:
-      bar.total = last.total
-      entry = {"iteration": last.done, "seconds": round(time.perf_counter() - start, 3)}
-      entry.update({k: v.tolist() for k, v in last.metrics.items()})
-      if gt is not None and last.outputs["output"].shape == gt.shape:
-        entry["psnr"] = [float(metrics.psnr(image_io.quantize(o), g))
-                         for o, g in zip(last.outputs["output"], gt, strict=True)]
-      log.append(entry)
-      shown = {k: f"{np.mean(entry[k]):.4g}" for k in ("inner_loss", "loss", "psnr") if k in entry}
-      bar.set_postfix(shown, refresh=False)
-      bar.update(last.done - bar.n)
-      if on_chunk is not None:
-        on_chunk(last, log)
-      if stop:
-        break
-  finally:
-    signal.signal(signal.SIGINT, previous)
-    solve.close()
-    bar.close()
+  with stop_on_ctrl_c() as stop:
+    try:
+      for last in solve:
+        last = dataclasses.replace(last, **{  # without the padding rows
+            k: sharding.unpad(getattr(last, k), n) for k in ("metrics", "outputs", "state")})
+        bar.total = last.total
+        entry = {"iteration": last.done, "seconds": round(time.perf_counter() - start, 3)}
+        entry.update({k: v.tolist() for k, v in last.metrics.items()})
+        if gt is not None and last.outputs["output"].shape == gt.shape:
+          entry["psnr"] = [float(metrics.psnr(image_io.quantize(o), g))
+                           for o, g in zip(last.outputs["output"], gt, strict=True)]
+        log.append(entry)
+        shown = {k: f"{np.mean(entry[k]):.4g}" for k in ("inner_loss", "loss", "psnr")
+                 if k in entry}
+        bar.set_postfix(shown, refresh=False)
+        bar.update(last.done - bar.n)
+        if on_chunk is not None:
+          on_chunk(last, log)
+        if stop:
+          break
+    finally:
+      solve.close()
+      bar.close()
   interrupted = bool(stop)
   if last is None and state is not None and not interrupted:
     raise UsageError("the checkpoint is of a finished run: remove it or drop --resume")

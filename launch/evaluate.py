@@ -2,12 +2,15 @@
 
 `python -m launch.evaluate --method=l0 --data_dir=DIR` writes a per-image CSV and prints mean
 PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 images).
+Consecutive same-size images are solved in batches split over the devices; with
+--num_processes > 1 each process scores every num_processes-th image and process 0 writes
+the one CSV (see launch/distributed.py).
 """
 
 import csv
 import os
-import sys
 import time
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -15,7 +18,7 @@ import tqdm
 from absl import app, flags
 
 from dipl0_jax import image_io, metrics
-from launch import common, datasets, figures
+from launch import common, datasets, distributed, figures
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (NKS, clip-art or generic).")
 _SPLIT = flags.DEFINE_string("split", "validation", "NKS split folder.")
@@ -31,6 +34,9 @@ _FIGURES_DIR = flags.DEFINE_string(
     "figures_dir", None, "Write a grid of the first --grid_images results (input, ground "
     "truth, output) and a PSNR-per-image chart here.")
 _GRID_IMAGES = flags.DEFINE_integer("grid_images", 4, "Rows of the results grid.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Most consecutive same-size images solved at once, split over the "
+    "devices (default: the number of this process's devices).")
 
 
 def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -50,11 +56,73 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     writer.writerows(rows)
 
 
+def _batches(pairs: list[datasets.Pair], indices: range, size: int
+             ) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
+  """Reads the pairs at `indices` (cropped) and groups runs of same-shape images into
+  batches of at most `size`: lists of (index, input, ground truth)."""
+  batch = []
+  for i in indices:
+    image = centre_crop(common.read(pairs[i].input), _CROP.value)
+    gt = centre_crop(common.read(pairs[i].gt), _CROP.value)
+    if gt.shape != image.shape:
+      raise common.UsageError(f"{pairs[i].gt}: shape {gt.shape} differs from input {image.shape}")
+    if batch and (len(batch) == size or batch[0][1].shape != image.shape):
+      yield batch
+      batch = []
+    batch.append((i, image, gt))
+  if batch:
+    yield batch
+
+
+def _score(method: common.Method, pairs: list[datasets.Pair], indices: range, size: int
+           ) -> tuple[list[tuple[int, dict]], list]:
+  """Solves and scores the pairs at `indices`: ((index, CSV row) pairs, grid panels)."""
+  rows, grid = [], []
+  key = jax.random.key(common.SEED.value)
+  bar = tqdm.tqdm(total=len(indices), unit="img")
+  for batch in _batches(pairs, indices, size):
+    for i, image, _ in batch:
+      method.check_size(pairs[i].input, image, len(batch))
+    # Each image's key depends only on its index in the dataset, not on batches or processes.
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(np.asarray([b[0] for b in batch]))
+    names = ", ".join(pairs[i].name for i, _, _ in batch)
+    start = time.perf_counter()
+    last, _, interrupted = common.drive(method, np.stack([b[1] for b in batch]), keys,
+                                        desc=names)
+    seconds = (time.perf_counter() - start) / len(batch)
+    if interrupted:
+      tqdm.tqdm.write(f"stopped by Ctrl-C during {names}; scores of the finished images follow")
+      break
+    for j, (i, image, gt) in enumerate(batch):
+      name = pairs[i].name
+      out = image_io.quantize(last.outputs["output"][j])
+      if _OUTPUT_DIR.value:
+        image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{name}.png"), out)
+      row = {
+          "image": name,
+          "psnr": round(float(metrics.psnr(out, gt)), 4),
+          "ssim": round(float(metrics.ssim(out, gt)), 5),
+          "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
+          "seconds": round(seconds, 3),
+      }
+      rows.append((i, row))
+      if len(grid) < _GRID_IMAGES.value:
+        grid.append((name, [("input", image), ("ground truth", gt), (method.name, out)]))
+      tqdm.tqdm.write(f"{name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
+                      f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
+      bar.update(1)
+  bar.close()
+  return rows, grid
+
+
 def run() -> None:
   if not _DATA_DIR.value:
     raise common.UsageError("--data_dir is required")
   if _CROP.value is not None and _CROP.value < 8:
     raise common.UsageError(f"--crop={_CROP.value}: must be ≥ 8")
+  size = jax.local_device_count() if _BATCH_SIZE.value is None else _BATCH_SIZE.value
+  if size < 1:
+    raise common.UsageError(f"--batch_size={size}: must be ≥ 1")
   method = common.build_method()
   try:
     layout, pairs = datasets.find_pairs(_DATA_DIR.value, split=_SPLIT.value)
@@ -72,44 +140,25 @@ def run() -> None:
   csv_path = _CSV.value or os.path.join("results", f"{method.name}_{layout}.csv")
   if os.path.exists(csv_path) and not _OVERWRITE.value:
     raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
-  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}")
+  mine = distributed.share(len(pairs))
+  share = (f" (process {jax.process_index()} of {jax.process_count()}: {len(mine)} of them)"
+           if jax.process_count() > 1 else "")
+  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}{share}")
 
-  rows, grid = [], []
-  key = jax.random.key(common.SEED.value)
-  for pair in tqdm.tqdm(pairs, unit="img"):
-    image = centre_crop(common.read(pair.input), _CROP.value)
-    gt = centre_crop(common.read(pair.gt), _CROP.value)
-    if gt.shape != image.shape:
-      raise common.UsageError(f"{pair.gt}: shape {gt.shape} differs from input {image.shape}")
-    method.check_size(pair.input, image)
-    key, image_key = jax.random.split(key)
-    start = time.perf_counter()
-    last, _, interrupted = common.drive(method, image[None], image_key[None], desc=pair.name)
-    seconds = time.perf_counter() - start
-    if interrupted:
-      print(f"stopped by Ctrl-C during {pair.name}; scores of the finished images follow")
-      break
-    out = image_io.quantize(last.outputs["output"][0])
-    if _OUTPUT_DIR.value:
-      image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{pair.name}.png"), out)
-    row = {
-        "image": pair.name,
-        "psnr": round(float(metrics.psnr(out, gt)), 4),
-        "ssim": round(float(metrics.ssim(out, gt)), 5),
-        "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
-        "seconds": round(seconds, 3),
-    }
-    rows.append(row)
-    if len(grid) < _GRID_IMAGES.value:
-      grid.append((pair.name, [("input", image), ("ground truth", gt), (method.name, out)]))
-    tqdm.tqdm.write(f"{pair.name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
-                    f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
+  # Several processes: each scores its share, then process 0 writes all the rows.
+  rows, grid = distributed.together(lambda: _score(method, pairs, mine, size))
+  scored = len(rows)
+  everyone = [r for rows_of_one in distributed.gather(rows) for r in rows_of_one]
+  rows = [row for _, row in sorted(everyone, key=lambda r: r[0])]  # by index in the dataset
+  if not distributed.is_main():
+    print(f"process {jax.process_index()}: scored {scored} images; process 0 writes {csv_path}")
+    return
   if not rows:
     raise common.UsageError("no image finished: nothing to write")
   _write_csv(csv_path, rows)
   if _FIGURES_DIR.value:
     stem = os.path.join(_FIGURES_DIR.value, f"{method.name}_{layout}")
-    figures.results_grid(f"{stem}_grid.png", grid)
+    figures.results_grid(f"{stem}_grid.png", grid)  # process 0's own images
     figures.psnr_chart(f"{stem}_psnr.png", [r["image"] for r in rows],
                        {"input": [r["input_psnr"] for r in rows],
                         method.name: [r["psnr"] for r in rows]})
@@ -121,17 +170,5 @@ def run() -> None:
   print(f"wrote {csv_path}")
 
 
-def main(argv):
-  if len(argv) > 1:
-    common.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    run()
-  except common.UsageError as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    print("aborted", file=sys.stderr)
-    sys.exit(130)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=common.parse_flags)
+  app.run(common.main(run, distributed.initialize), flags_parser=common.parse_flags)

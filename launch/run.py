@@ -4,7 +4,8 @@ With no --image it smooths the picture the package ships. --image may be repeate
 name folders; images of the same size are solved together as a batch (vmap). Prints the time
 and, with --gt, PSNR/SSIM of the 8-bit output; iterative methods show a progress bar, write a
 JSON log of per-chunk metrics beside the output, and stop cleanly on Ctrl-C after writing the
-current result.
+current result. With --num_processes > 1 (see launch/distributed.py) each process solves
+every num_processes-th input.
 """
 
 import collections
@@ -13,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 
 import jax
@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from dipl0_jax import checkpoint, image_io, metrics
-from launch import apps, common, figures
+from launch import apps, common, distributed, figures
 
 _IMAGE = flags.DEFINE_multi_string(
     "image", [image_io.EXAMPLE_IMAGE], "Input image(s) or folder(s) (PNG/JPEG/BMP/TIFF).")
@@ -77,12 +77,15 @@ def _write_json(path: str, payload) -> None:
     json.dump(payload, f, indent=1)
 
 
-def run() -> None:
+def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.ndarray | None]:
+  """Checks the flags and inputs: (method, input paths, output paths, images, ground truth)."""
   notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
   notes += apps.check_method(method.settings)
   if _BATCH_SIZE.value < 1:
     raise common.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be ≥ 1")
+  if _CHECKPOINT_DIR.value and jax.process_count() > 1:
+    raise common.UsageError("--checkpoint_dir works with one process only (--num_processes=1)")
   paths = _inputs()
   outputs = _outputs(paths, method.name)
   for out in outputs + [_companion(o, f"_{a}.png") for o in outputs for a in apps.outputs()]:
@@ -100,11 +103,27 @@ def run() -> None:
                             f"the result will be {images[0].shape[1]}×{images[0].shape[0]}")
   for note in notes:
     print(note)
-  print(f"{method.describe()} on {len(paths)} image(s)")
+  return method, paths, outputs, images, gt
 
+
+def run() -> None:
+  # With several processes all check everything before any writes, and each solves its share.
+  method, paths, outputs, images, gt = distributed.together(_plan)
+  mine = distributed.share(len(paths))
+  share = (f" (process {jax.process_index()} of {jax.process_count()}: {len(mine)} of them)"
+           if jax.process_count() > 1 else "")
+  print(f"{method.describe()} on {len(paths)} image(s){share}")
+  distributed.together(lambda: _solve(method, paths, outputs, images, gt, mine))
+  if jax.process_count() > 1 and distributed.is_main():
+    print(f"{len(paths)} image(s) done by {jax.process_count()} processes")
+
+
+def _solve(method: common.Method, paths: list[str], outputs: list[str],
+           images: list[np.ndarray], gt: np.ndarray | None, mine: range) -> None:
+  """Solves the images at indices `mine` in batches of one size and writes their results."""
   groups = collections.defaultdict(list)
-  for i, image in enumerate(images):
-    groups[image.shape].append(i)
+  for i in mine:
+    groups[images[i].shape].append(i)
   base_key = jax.random.key(common.SEED.value)
   for shape, members in groups.items():
     for start in range(0, len(members), _BATCH_SIZE.value):
@@ -239,17 +258,5 @@ def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
   return path
 
 
-def main(argv):
-  if len(argv) > 1:
-    common.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    run()
-  except common.UsageError as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    print("aborted", file=sys.stderr)
-    sys.exit(130)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=common.parse_flags)
+  app.run(common.main(run, distributed.initialize), flags_parser=common.parse_flags)

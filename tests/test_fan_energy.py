@@ -112,7 +112,7 @@ def naive_flattening(output: np.ndarray, image: np.ndarray, cfg: fe.FanEnergyCon
       else:
         weight = np.exp(-np.sum((yuv[i, j] - yuv[a, b]) ** 2) / (2 * cfg.sigma_r**2))
         total += weight * np.sum((d**2 + cfg.epsilon) ** 0.4 - cfg.epsilon**0.4)
-  return total / (h * w)
+  return total / (h * w * (cfg.window**2 - 1))
 
 
 @pytest.mark.parametrize("preset", ["smoothing", "detail"])

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dipl0_jax import l0_region_fusion
 from dipl0_jax.l0_region_fusion import region_fusion, region_fusion_prox
 
 
@@ -263,3 +264,12 @@ def test_prox_invalid_arguments_raise():
     region_fusion_prox(jnp.zeros((4, 4)), 0.1)
   with pytest.raises(ValueError):
     region_fusion_prox(jnp.zeros((4, 4, 3)), jnp.ones(2))
+
+
+def test_region_fusion_prox_step_is_hashable_by_value_and_matches_the_function():
+  step = l0_region_fusion.RegionFusionProx(20)
+  assert step == l0_region_fusion.RegionFusionProx(20) and hash(step) == hash(
+      l0_region_fusion.RegionFusionProx(20))
+  x = np.random.default_rng(0).random((9, 8, 3)).astype(np.float32)
+  np.testing.assert_array_equal(step(x, 0.05),
+                                l0_region_fusion.region_fusion_prox(x, 0.05, num_passes=20))

@@ -1,0 +1,109 @@
+"""Batch throughput: images per second of the vmapped solvers for batches of 1, 2 and 4.
+
+  python -m benchmarks.throughput [--size=128x128] [--batches=1,2,4] [--channels=128]
+  XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.throughput
+
+Every batch is split over this process's devices as the launchers split it
+(`dipl0_jax.sharding`; padded to a multiple of the device count, the padding not counted),
+so with several devices it runs data-parallel. `l0`: one call of the jitted, vmapped FFT
+solver. `dip_l0`: the launcher's jitted Adam step and v/w/average update (`admm.iterate`);
+an outer iteration is --inner_iters Adam steps and one update, so images/s is
+batch / (inner_iters · Adam step + update). Medians of --repeats calls after a warm-up call;
+compile seconds apart.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+import dipl0_jax
+from benchmarks import timing
+from dipl0_jax import admm, sharding
+from dipl0_jax import generator as gen
+
+_SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
+_BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).")
+_CHANNELS = flags.DEFINE_integer("channels", 128, "dip_l0 generator channels per scale.")
+_SCALES = flags.DEFINE_integer("scales", 5, "dip_l0 generator scales.")
+_INNER = flags.DEFINE_integer("inner_iters", 25, "dip_l0 Adam steps per outer iteration.")
+_METHODS = flags.DEFINE_list("methods", ["l0", "dip_l0"], "Which of l0, dip_l0 to time.")
+_JSON = flags.DEFINE_string("json", "results/throughput.json", "Where to write the results.")
+
+
+def _batch(image: np.ndarray, b: int) -> np.ndarray:
+  """b copies of image, each with a little noise of its own: (b, H, W, C)."""
+  rng = np.random.default_rng(0)
+  noise = 0.02 * rng.standard_normal((b, *image.shape)).astype(np.float32)
+  return np.clip(image[None] + noise, 0.0, 1.0)
+
+
+def l0_row(images: np.ndarray, mesh, repeats: int) -> dict:
+  """Compile seconds and median seconds of the FFT ℓ0 solver on a batch."""
+  x = sharding.shard_batch(images, mesh)
+  solve = jax.jit(jax.vmap(lambda im: dipl0_jax.l0_smooth(im, lam=0.02)))
+  compiled, compile_s = timing.compile_seconds(solve, x)
+  seconds = timing.median_seconds(lambda: compiled(x), repeats, warmup=1)
+  return {"compile_s": compile_s, "seconds": seconds}
+
+
+def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config) -> dict:
+  """Compile seconds and median seconds of the launcher's Adam step and update on a batch."""
+  keys = jax.random.split(jax.random.key(0), len(images))
+  y, keys = sharding.shard_batch((jnp.asarray(images), keys), mesh)
+  state = admm.init_batch(keys, y, admm.IDENTITY, config)
+  step_config = dataclasses.replace(config, outer_iters=1, inner_iters=1, inner_unroll=1)
+  on = sharding.mesh_of(y)
+  theta, theta_compile_s = timing.compile_seconds(
+      admm._theta_batch, state, y, admm.IDENTITY, step_config, on)
+  split, split_compile_s = timing.compile_seconds(
+      admm._split_batch, state, y, admm.IDENTITY, step_config, on)
+  # Both steps donate their state: each timed call continues from the previous one's.
+  thetas = timing.Chain(lambda s: theta(s, y, admm.IDENTITY)[0], state)
+  adam_s = timing.median_seconds(thetas, repeats, warmup=1)
+  updates = timing.Chain(lambda s: split(s, y, admm.IDENTITY)[0], thetas.state)
+  update_s = timing.median_seconds(updates, repeats, warmup=1)
+  return {"compile_s": theta_compile_s + split_compile_s, "adam_step_s": adam_s,
+          "update_s": update_s, "seconds": config.inner_iters * adam_s + update_s}
+
+
+def main(argv):
+  del argv
+  w, h = timing.parse_size(_SIZE.value)
+  image = timing.test_image(w, h)
+  mesh = sharding.batch_mesh()
+  n = _SCALES.value
+  config = dataclasses.replace(
+      admm.PRESETS["nks"], inner_iters=_INNER.value,
+      generator=gen.GeneratorConfig(channels_down=(_CHANNELS.value,) * n,
+                                    channels_up=(_CHANNELS.value,) * n,
+                                    channels_skip=(4,) * n))
+  print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
+        f"{_INNER.value} Adam steps per outer iteration")
+  print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
+        f"{'images/s':>9} {'× batch 1':>9}")
+  rows = []
+  for method in _METHODS.value:
+    base = None
+    for b in (int(v) for v in _BATCHES.value):
+      images = _batch(image, b)
+      row = (l0_row(images, mesh, _REPEATS.value) if method == "l0" else
+             dip_l0_row(images, mesh, _REPEATS.value, config))
+      row = {"method": method, "batch": b, "padded": sharding.padded_size(b, mesh), **row,
+             "images_per_s": b / row["seconds"]}
+      base = base or row["images_per_s"]
+      row["speedup"] = row["images_per_s"] / base
+      rows.append(row)
+      print(f"{method:>7} {b:>5} {row['padded']:>6} {row['compile_s']:9.2f} "
+            f"{row['seconds']:9.4f} {row['images_per_s']:9.2f} {row['speedup']:9.2f}")
+  timing.write_json(_JSON.value, {
+      "machine": {**timing.machine(), "devices": mesh.size}, "width": w, "height": h,
+      "channels": _CHANNELS.value, "scales": n, "inner_iters": _INNER.value,
+      "repeats": _REPEATS.value, "rows": rows})
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,43 @@
+"""How the launchers resolve flags and presets into a method's settings (in-process, no solve)."""
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from launch import common
+
+
+def settings(**flag_values) -> dict:
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(**flag_values):
+    return common.build_method().settings
+
+
+def test_dip_l0_defaults_are_the_papers():
+  s = settings(method="dip_l0")
+  assert (s["preset"], s["l0_solver"], s["channels"], s["scales"]) == ("nks", "fft", 128, 5)
+  assert (s["lambda_"], s["beta"], s["outer_iters"], s["inner_iters"]) == (0.025, 2.25, 100, 25)
+  assert (s["lr"], s["ema"]) == (1e-3, 0.9)
+
+
+def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
+  s = settings(method="dip_l0", preset="fast")
+  assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
+  assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (30, 10, 0.01, 0.8)
+  s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8)
+  assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
+
+
+def test_dip_generator_flags():
+  assert settings(method="dip")["channels"] == 128
+  assert settings(method="dip", scales=3)["scales"] == 3
+  with pytest.raises(common.UsageError, match="--scales=9"):
+    settings(method="dip", scales=9)
+  with pytest.raises(common.UsageError, match="--channels"):
+    settings(method="dip_l0", channels=0)
+
+
+def test_l0_solver_defaults_to_fft_for_l0():
+  assert settings(method="l0")["l0_solver"] == "fft"
+  assert settings(method="l0", l0_solver="region_fusion")["num_passes"] == 100
