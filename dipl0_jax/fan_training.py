@@ -20,6 +20,9 @@ import optax
 
 from dipl0_jax import fan_energy, fan_network
 
+# The model shipped with the package (see dipl0_jax/data/README.md for how it was trained).
+SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "data", "fan2018_smoothing.msgpack")
+
 
 @dataclasses.dataclass(frozen=True)
 class FanTrainConfig:
@@ -128,7 +131,3 @@ def load_model(path: str) -> tuple[dict, fan_network.FanNetConfig, dict]:
                                          strict=True)):
     raise ValueError(f"{path}: variables do not match the network {config}")
   return jax.tree.map(jnp.asarray, variables), config, info
-
-
-# The model shipped with the package (see dipl0_jax/data/README.md for how it was trained).
-SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "data", "fan2018_smoothing.msgpack")
