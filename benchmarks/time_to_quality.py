@@ -48,15 +48,18 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
     out = np.asarray(state.avg[0])
     ends.append(time.perf_counter() - start)
     psnrs.append(float(metrics.psnr(image_io.quantize(out), gt)))
-    # Iteration 1 includes compilation; estimate it from iteration 2.
-    compile_s = ends[0] - (ends[1] - ends[0]) if len(ends) > 1 else ends[0]
-    if ends[-1] - compile_s > budget:
+    if len(ends) > 1 and ends[-1] - _compile_seconds(ends) > budget:
       break
-  # Clamped at 0: with the program already in the persistent cache the estimate is noise.
-  compile_s = max(ends[0] - (ends[1] - ends[0]), 0.0) if len(ends) > 1 else 0.0
+  compile_s = _compile_seconds(ends) if len(ends) > 1 else 0.0
   return {"compile_seconds": round(compile_s, 2),
           "seconds": [round(t - compile_s, 3) for t in ends], "psnr": psnrs,
           "input_psnr": float(metrics.psnr(image_io.quantize(image), gt))}
+
+
+def _compile_seconds(ends: list[float]) -> float:
+  """Iteration 1 includes compilation: its time minus iteration 2's, clamped at 0 (with the
+  program already in the persistent cache the difference is noise)."""
+  return max(ends[0] - (ends[1] - ends[0]), 0.0)
 
 
 def _at(curve: dict, t: float) -> float:

@@ -21,11 +21,11 @@ image size and E_f's scale does not depend on h.
 
 Balance (measured; a departure from the paper). With E_f summed over the window (÷N only) and
 the paper's λ_f = 1, intensities in [0, 1], the flattening term outweighs the data term by
-orders of magnitude: minimising the energy directly (150 Adam steps from T = I) on 96×96 crops
-of four NKS validation images gives 24.2 dB against the ground truth, below the 26.7 dB of
-the input, and a constant image has a lower energy than the ground truth. Normalising by the
-window's M pairs, the same test gives 24.2 dB at λ_f = 1, 25.4 at 0.5, 29.4 at 0.1 and 30.2
-at 0.03, the default here (the default "smoothing" preset; the others keep it).
+orders of magnitude: a constant image has a lower energy than the ground truth (96×96 crop of
+NKS S10_T10). Averaged over the window's M pairs, minimising the energy directly (150 Adam
+steps from T = I) on 96×96 crops of four NKS validation images gives 24.2 dB against the
+ground truth at λ_f = 1 (input: 26.7 dB), 25.4 at 0.5, 29.4 at 0.1 and 30.2 at 0.03, the
+default here (all presets keep it).
 """
 
 import dataclasses

@@ -12,7 +12,7 @@ import os
 import re
 
 _NKS_NAME = re.compile(r"^(S\d+)_T\d+$")
-_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # what the launchers read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Pair:
 
 
 def _images(folder: str) -> list[str]:
-  return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(_EXTS))
+  return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTS))
 
 
 def _stem(path: str) -> str:
@@ -31,7 +31,7 @@ def _stem(path: str) -> str:
 
 
 def _find(folder: str, stem: str) -> str | None:
-  for ext in _EXTS:
+  for ext in IMAGE_EXTS:
     path = os.path.join(folder, stem + ext)
     if os.path.isfile(path):
       return path

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from dipl0_jax import checkpoint, image_io, metrics
-from launch import apps, common, distributed, figures
+from launch import apps, common, datasets, distributed, figures
 
 _IMAGE = flags.DEFINE_multi_string(
     "image", [image_io.EXAMPLE_IMAGE], "Input image(s) or folder(s) (PNG/JPEG/BMP/TIFF).")
@@ -39,15 +39,13 @@ _CHECKPOINT_DIR = flags.DEFINE_string(
 _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue from the newest checkpoint in --checkpoint_dir.")
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 def _inputs() -> list[str]:
   paths = []
   for item in _IMAGE.value:
     if os.path.isdir(item):
       found = sorted(p for p in glob.glob(os.path.join(item, "*"))
-                     if p.lower().endswith(_IMAGE_EXTS))
+                     if p.lower().endswith(datasets.IMAGE_EXTS))
       if not found:
         raise common.UsageError(f"{item}: folder holds no images")
       paths.extend(found)

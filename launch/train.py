@@ -21,7 +21,7 @@ import tqdm
 from absl import app, flags
 
 from dipl0_jax import checkpoint, fan_energy, fan_network, fan_training, image_io
-from launch import common
+from launch import common, datasets
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of training images (searched "
                                 "recursively: PNG/JPEG/BMP/TIFF).")
@@ -50,8 +50,6 @@ _CKPT_DIR = flags.DEFINE_string("checkpoint_dir", None, "Save the training state
 _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue from the newest checkpoint.")
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 def _rgb(image: np.ndarray) -> np.ndarray:
   return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
@@ -61,7 +59,7 @@ def _folder_images(folder: str) -> tuple[list[np.ndarray], list[str]]:
   if not os.path.isdir(folder):
     raise common.UsageError(f"--data_dir={folder}: not a folder")
   paths = sorted(p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-                 if p.lower().endswith(_IMAGE_EXTS))
+                 if p.lower().endswith(datasets.IMAGE_EXTS))
   return [_rgb(common.read(p)) for p in paths], [os.path.relpath(p, folder) for p in paths]
 
 
@@ -106,7 +104,7 @@ def _config() -> fan_training.FanTrainConfig:
       raise common.UsageError(f"--{name}={value}: must be ≥ 1")
   if _FAN_BLOCKS.value < 0:
     raise common.UsageError(f"--fan_blocks={_FAN_BLOCKS.value}: must be ≥ 0")
-  lr = 1e-3 if common.LR.value is None else common.LR.value
+  lr = fan_training.FanTrainConfig.lr if common.LR.value is None else common.LR.value
   common.check_positive("lr", lr)
   energy = fan_energy.PRESETS[_ENERGY.value]
   for name, flag in (("lambda_f", _LAMBDA_F), ("lambda_e", _LAMBDA_E)):
