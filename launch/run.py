@@ -256,5 +256,10 @@ def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
   return path
 
 
+def main(argv: list[str] | None = None) -> None:
+  """The command line: parses argv (default sys.argv), runs, exits (0, 2 on bad input)."""
+  app.run(common.main(run, distributed.initialize), argv=argv, flags_parser=common.parse_flags)
+
+
 if __name__ == "__main__":
-  app.run(common.main(run, distributed.initialize), flags_parser=common.parse_flags)
+  main()

@@ -212,6 +212,11 @@ def run() -> None:
   print("wrote " + ", ".join(_write_model(state, config, done)))
 
 
+def main(argv: list[str] | None = None) -> None:
+  """The command line: parses argv (default sys.argv), runs, exits (0, 2 on bad input)."""
+  app.run(common.main(run), argv=argv, flags_parser=common.parse_flags)
+
+
 if __name__ == "__main__":
-  app.run(common.main(run), flags_parser=common.parse_flags)
+  main()
 

@@ -11,7 +11,6 @@ import time
 
 import jax
 import numpy as np
-import pytest
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +28,19 @@ def _launch(module, *args, cwd):
   env = _env()
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300)
+
+
+def _launch_cases(module, cases, *, cwd):
+  """Each argument list of `cases` run by `module` in one process (see launch_cases.py):
+  [{"args", "code", "stdout", "stderr"}]."""
+  with open(os.path.join(cwd, "cases.json"), "w") as f:
+    json.dump(cases, f)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "launch_cases.py"), module,
+                         "cases.json", "results.json"], cwd=cwd, env=_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  with open(os.path.join(cwd, "results.json")) as f:
+    return json.load(f)
 
 
 def _save(path, array):
@@ -76,7 +88,7 @@ def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
   assert _launch("launch.run", *args, "--overwrite", cwd=tmp_path).returncode == 0
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_INPUT = [
     (["--image=missing.png"], "missing.png: no such file"),
     (["--image=bad.png"], "bad.png: cannot read image"),
     (["--image=empty.png"], "empty.png: cannot read image"),
@@ -94,8 +106,10 @@ def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
     (["--kappa=1"], "--kappa"),
     (["--kappa=-inf"], "--kappa"),
     (["--gt=small.png"], "small.png: ground truth is"),
-])
-def test_run_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+]
+
+
+def test_run_bad_input_is_one_line_and_exit_2(tmp_path):
   (tmp_path / "bad.png").write_bytes(b"garbage")
   (tmp_path / "empty.png").write_bytes(b"")
   (tmp_path / "notes.txt").write_text("not an image\n")
@@ -103,11 +117,13 @@ def test_run_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
   _save(str(tmp_path / "anim.gif"), np.zeros((8, 8, 3), np.uint8))
   _save(str(tmp_path / "full.png"), _blocks(0, 10)[1])
   (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:200])
-  proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
-  assert proc.returncode == 2
-  assert message in proc.stderr
-  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-  assert "Traceback" not in proc.stderr
+  results = _launch_cases("launch.run", [["--output=out.png", *args] for args, _ in BAD_INPUT],
+                          cwd=tmp_path)
+  for (args, message), result in zip(BAD_INPUT, results, strict=True):
+    assert result["code"] == 2, result
+    assert message in result["stderr"], result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
+    assert "Traceback" not in result["stderr"], result
   assert not (tmp_path / "out.png").exists()
 
 
@@ -198,7 +214,7 @@ def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
   assert "a.png, b.png (40×32)" in proc.stdout
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_DIP_SETTINGS = [
     (["--method=dip_l0", "--task=inpaint"], "--task=inpaint needs --mask"),
     (["--method=dip_l0", "--beta=0"], "--beta"),
     (["--method=dip_l0", "--beta=-1"], "--beta"),
@@ -210,13 +226,17 @@ def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
     (["--method=dip_l0", "--image=tiny.png"], "too small for dip_l0 (needs at least 17"),
     (["--method=dip", "--image=one.png"], "too small for dip (needs at least 17"),
     (["--method=dip_l0", "--resume"], "--resume needs --checkpoint_dir"),
-])
-def test_run_bad_dip_settings_exit_2(tmp_path, args, message):
+]
+
+
+def test_run_bad_dip_settings_exit_2(tmp_path):
   _save(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
   _save(str(tmp_path / "one.png"), np.zeros((1, 1, 3), np.uint8))
-  proc = _launch("launch.run", "--output=out.png", *args, cwd=tmp_path)
-  assert proc.returncode == 2, proc.stderr
-  assert message in proc.stderr and "Traceback" not in proc.stderr
+  results = _launch_cases(
+      "launch.run", [["--output=out.png", *args] for args, _ in BAD_DIP_SETTINGS], cwd=tmp_path)
+  for (args, message), result in zip(BAD_DIP_SETTINGS, results, strict=True):
+    assert result["code"] == 2, result
+    assert message in result["stderr"] and "Traceback" not in result["stderr"], result
   assert not (tmp_path / "out.png").exists()
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_launch import _blocks, _env, _launch, _save
+from test_launch import _blocks, _env, _launch, _launch_cases, _save
 
 from dipl0_jax import sharding
 
@@ -181,7 +181,7 @@ def test_evaluate_and_run_as_two_processes_match_one_process(tmp_path):
     assert (tmp_path / "run2" / f"{name}_l0.png").exists()
 
 
-@pytest.mark.parametrize("module,args,message", [
+BAD_PROCESS_FLAGS = [
     ("launch.evaluate", ["--data_dir=data", "--num_processes=2", "--process_id=2",
                          "--coordinator_address=127.0.0.1:1"], "--process_id=2: must be in [0, 2)"),
     ("launch.evaluate", ["--data_dir=data", "--num_processes=2", "--process_id=0"],
@@ -193,11 +193,17 @@ def test_evaluate_and_run_as_two_processes_match_one_process(tmp_path):
     ("launch.run", ["--process_id=1"], "--process_id=1: must be in [0, 1)"),
     ("launch.run", ["--num_processes=0"], "--num_processes=0: must be ≥ 1"),
     ("launch.run", ["--coordinator_address=127.0.0.1:1"], "goes with --num_processes > 1"),
-])
-def test_bad_process_flags_are_one_line_and_exit_2(tmp_path, module, args, message):
-  proc = _launch(module, "--output_dir=o", *args, cwd=tmp_path)
-  assert proc.returncode == 2, proc.stderr
-  assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+]
+
+
+@pytest.mark.parametrize("module", ["launch.evaluate", "launch.run"])
+def test_bad_process_flags_are_one_line_and_exit_2(tmp_path, module):
+  cases = [(args, message) for m, args, message in BAD_PROCESS_FLAGS if m == module]
+  results = _launch_cases(module, [["--output_dir=o", *args] for args, _ in cases], cwd=tmp_path)
+  for (args, message), result in zip(cases, results, strict=True):
+    assert result["code"] == 2, result
+    assert message in result["stderr"], result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
   assert not (tmp_path / "o").exists()
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_launch import _blocks, _launch, _save
+from test_launch import _blocks, _launch, _launch_cases, _save
 
 TINY = ["--method=fan2018", "--crop_size=16", "--train_batch=2", "--fan_channels=4",
         "--fan_blocks=1"]
@@ -43,7 +43,7 @@ def test_train_writes_model_and_log_resumes_and_the_model_runs(tmp_path):
   assert np.asarray(Image.open(tmp_path / "out.png")).shape == (32, 40, 3)
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_INPUT = [
     (["--method=l0", "--data_dir=data"], "only fan2018 is trained"),
     (["--method=fan2018"], "give one of --data_dir or --tfds"),
     (["--method=fan2018", "--data_dir=nowhere"], "nowhere: not a folder"),
@@ -53,14 +53,17 @@ def test_train_writes_model_and_log_resumes_and_the_model_runs(tmp_path):
     (["--method=fan2018", "--data_dir=data", "--resume"], "--resume needs --checkpoint_dir"),
     (["--method=fan2018", "--data_dir=data", "--energy=nope"], "--energy"),
     (["--method=fan2018", "--data_dir=data", "--output=exists.msgpack"], "already exists"),
-])
-def test_train_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+]
+
+
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path):
   _data(tmp_path)
   (tmp_path / "exists.msgpack").write_bytes(b"keep")
-  proc = _launch("launch.train", *args, cwd=tmp_path)
-  assert proc.returncode == 2, proc.stderr
-  assert message in proc.stderr and "Traceback" not in proc.stderr
-  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  results = _launch_cases("launch.train", [args for args, _ in BAD_INPUT], cwd=tmp_path)
+  for (args, message), result in zip(BAD_INPUT, results, strict=True):
+    assert result["code"] == 2, result
+    assert message in result["stderr"] and "Traceback" not in result["stderr"], result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
   assert (tmp_path / "exists.msgpack").read_bytes() == b"keep"
 
 
