@@ -120,9 +120,7 @@ def run() -> None:
     raise common.UsageError("--data_dir is required")
   if _CROP.value is not None and _CROP.value < 8:
     raise common.UsageError(f"--crop={_CROP.value}: must be ≥ 8")
-  size = jax.local_device_count() if _BATCH_SIZE.value is None else _BATCH_SIZE.value
-  if size < 1:
-    raise common.UsageError(f"--batch_size={size}: must be ≥ 1")
+  size = common.batch_size(_BATCH_SIZE.value)
   method = common.build_method()
   try:
     layout, pairs = datasets.find_pairs(_DATA_DIR.value, split=_SPLIT.value)

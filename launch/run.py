@@ -30,7 +30,10 @@ _OUTPUT = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Folder for outputs of several inputs.")
 _GT = flags.DEFINE_string("gt", None, "Ground-truth image (single input): print PSNR/SSIM.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Most same-size images solved at once.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Most same-size images solved at once, split over the devices "
+    "(default: the number of this process's devices; on one CPU device a batch of generator "
+    "fits is slower per image than one at a time).")
 _FIGURE = flags.DEFINE_string(
     "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
     "and PATH_convergence.png from the run's log; a folder when there are several inputs.")
@@ -75,13 +78,16 @@ def _write_json(path: str, payload) -> None:
     json.dump(payload, f, indent=1)
 
 
+def _batch_size() -> int:
+  return common.batch_size(_BATCH_SIZE.value)
+
+
 def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.ndarray | None]:
   """Checks the flags and inputs: (method, input paths, output paths, images, ground truth)."""
   notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
   notes += apps.check_method(method.settings)
-  if _BATCH_SIZE.value < 1:
-    raise common.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be ≥ 1")
+  _batch_size()
   if _CHECKPOINT_DIR.value and jax.process_count() > 1:
     raise common.UsageError("--checkpoint_dir works with one process only (--num_processes=1)")
   paths = _inputs()
@@ -94,7 +100,7 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   images = [common.read(p) for p in paths]
   sizes = collections.Counter(image.shape for image in images)
   for path, image in zip(paths, images, strict=True):
-    method.check_size(path, image, min(sizes[image.shape], _BATCH_SIZE.value))
+    method.check_size(path, image, min(sizes[image.shape], _batch_size()))
   gt = common.read(_GT.value) if _GT.value else None
   if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
     raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
@@ -124,8 +130,8 @@ def _solve(method: common.Method, paths: list[str], outputs: list[str],
     groups[images[i].shape].append(i)
   base_key = jax.random.key(common.SEED.value)
   for shape, members in groups.items():
-    for start in range(0, len(members), _BATCH_SIZE.value):
-      batch = members[start: start + _BATCH_SIZE.value]
+    for start in range(0, len(members), _batch_size()):
+      batch = members[start: start + _batch_size()]
       # Each image's key depends only on its position in the input list, not on batching.
       keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(np.asarray(batch))
       stack = np.stack([images[i] for i in batch])

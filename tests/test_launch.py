@@ -205,7 +205,8 @@ def test_run_app_detail_writes_base_and_detail(tmp_path):
 def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
   for name, (h, w) in {"a": (32, 40), "b": (32, 40), "c": (20, 24)}.items():
     _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(1, 10)[1][:h, :w])
-  proc = _launch("launch.run", "--image=imgs", "--output_dir=out", "--l0_solver=region_fusion",
+  proc = _launch("launch.run", "--image=imgs", "--output_dir=out", "--batch_size=4",
+                 "--l0_solver=region_fusion",
                  cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   for name in "abc":

@@ -1,5 +1,6 @@
 """How the launchers resolve flags and presets into a method's settings (in-process, no solve)."""
 
+import jax
 import pytest
 from absl import flags
 from absl.testing import flagsaver
@@ -41,3 +42,11 @@ def test_dip_generator_flags():
 def test_l0_solver_defaults_to_fft_for_l0():
   assert settings(method="l0")["l0_solver"] == "fft"
   assert settings(method="l0", l0_solver="region_fusion")["num_passes"] == 100
+
+
+def test_batch_size_defaults_to_one_image_per_device():
+  # On one CPU device a vmapped batch of generator fits is slower per image (README).
+  assert common.batch_size(None) == jax.local_device_count()
+  assert common.batch_size(3) == 3
+  with pytest.raises(common.UsageError, match="--batch_size=0"):
+    common.batch_size(0)
