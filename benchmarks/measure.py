@@ -13,7 +13,7 @@ import numpy as np
 
 import dipl0_jax
 from benchmarks import timing
-from dipl0_jax import admm, deep_image_prior, l0_fft, operators
+from dipl0_jax import admm, deep_image_prior, l0_fft, operators, sharding
 from dipl0_jax import generator as gen
 
 IDENTITY = operators.Identity()
@@ -79,19 +79,27 @@ def dip_steps(width: int, height: int, config: deep_image_prior.DipConfig,
 
 
 def dip_l0_steps(width: int, height: int, config: admm.DipL0Config, repeats: int) -> dict:
-  """DIP-ℓ0's two jitted pieces as the launcher drives them (`admm.iterate`).
+  """DIP-ℓ0's two jitted pieces as the launcher drives them (`admm.iterate`), on one image.
 
   Compile seconds of both, median seconds of one Adam step and of one v/w/average update, and
   the outer iteration (inner_iters steps + update) and whole solve (outer_iters of them) they
   imply.
   """
   y = jnp.asarray(timing.test_image(width, height)[None])
-  state = admm.init_batch(jax.random.key(0)[None], y, IDENTITY, config)
+  return dip_l0_batch_steps(y, jax.random.key(0)[None], config, repeats)
+
+
+def dip_l0_batch_steps(y: jax.Array, keys: jax.Array, config: admm.DipL0Config,
+                       repeats: int) -> dict:
+  """`dip_l0_steps` for a batch y (B, H, W, C) with keys (B,), split over devices when
+  `sharding.shard_batch` placed them so."""
+  state = admm.init_batch(keys, y, IDENTITY, config)
   step_config = dataclasses.replace(config, outer_iters=1, inner_iters=1, inner_unroll=1)
+  mesh = sharding.mesh_of(y)
   theta, theta_compile_s = timing.compile_seconds(
-      admm._theta_batch, state, y, IDENTITY, step_config)
+      admm._theta_batch, state, y, IDENTITY, step_config, mesh)
   split, split_compile_s = timing.compile_seconds(
-      admm._split_batch, state, y, IDENTITY, step_config)
+      admm._split_batch, state, y, IDENTITY, step_config, mesh)
   # Both steps donate their state: each timed call continues from the previous one's.
   thetas = timing.Chain(lambda s: theta(s, y, IDENTITY)[0], state)
   adam_s = timing.median_seconds(thetas, repeats, warmup=1)

@@ -20,9 +20,8 @@ import numpy as np
 from absl import app, flags
 
 import dipl0_jax
-from benchmarks import timing
+from benchmarks import measure, timing
 from dipl0_jax import admm, sharding
-from dipl0_jax import generator as gen
 
 _SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
@@ -54,20 +53,9 @@ def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config)
   """Compile seconds and median seconds of the launcher's Adam step and update on a batch."""
   keys = jax.random.split(jax.random.key(0), len(images))
   y, keys = sharding.shard_batch((jnp.asarray(images), keys), mesh)
-  state = admm.init_batch(keys, y, admm.IDENTITY, config)
-  step_config = dataclasses.replace(config, outer_iters=1, inner_iters=1, inner_unroll=1)
-  on = sharding.mesh_of(y)
-  theta, theta_compile_s = timing.compile_seconds(
-      admm._theta_batch, state, y, admm.IDENTITY, step_config, on)
-  split, split_compile_s = timing.compile_seconds(
-      admm._split_batch, state, y, admm.IDENTITY, step_config, on)
-  # Both steps donate their state: each timed call continues from the previous one's.
-  thetas = timing.Chain(lambda s: theta(s, y, admm.IDENTITY)[0], state)
-  adam_s = timing.median_seconds(thetas, repeats, warmup=1)
-  updates = timing.Chain(lambda s: split(s, y, admm.IDENTITY)[0], thetas.state)
-  update_s = timing.median_seconds(updates, repeats, warmup=1)
-  return {"compile_s": theta_compile_s + split_compile_s, "adam_step_s": adam_s,
-          "update_s": update_s, "seconds": config.inner_iters * adam_s + update_s}
+  row = measure.dip_l0_batch_steps(y, keys, config, repeats)
+  return {k: row[k] for k in ("compile_s", "adam_step_s", "update_s")} | {
+      "seconds": row["outer_iteration_s"]}
 
 
 def main(argv):
@@ -76,11 +64,8 @@ def main(argv):
   image = timing.test_image(w, h)
   mesh = sharding.batch_mesh()
   n = _SCALES.value
-  config = dataclasses.replace(
-      admm.PRESETS["nks"], inner_iters=_INNER.value,
-      generator=gen.GeneratorConfig(channels_down=(_CHANNELS.value,) * n,
-                                    channels_up=(_CHANNELS.value,) * n,
-                                    channels_skip=(4,) * n))
+  config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
+                               inner_iters=_INNER.value)
   print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
         f"{_INNER.value} Adam steps per outer iteration")
   print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "

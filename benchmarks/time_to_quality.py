@@ -1,10 +1,10 @@
 """PSNR against seconds per image for DIP-ℓ0 presets, on full-size NKS validation images.
 
   python -m benchmarks.time_to_quality --data_dir=../shared/data/nks [--presets=fast]
-      [--seconds=120] [--subset=one_per_structure] [--json=...] [--plot=...]
+      [--seconds=120] [--limit=N] [--json=...] [--plot=...]
 
-Runs each preset on each image of the subset (default: the first validation image of every
-structure that has ground truth, `launch.datasets.one_per_structure`) and scores the reported
+Runs each preset on the first validation image of every structure that has ground truth
+(`launch.datasets.one_per_structure`, the first --limit of them) and scores the reported
 output (the 8-bit moving average) after every ADMM iteration. Nothing in an ADMM iteration
 depends on the planned number of iterations, so the score after iteration k is exactly what
 `--outer_iters=k` would give: one run traces the whole curve. A run stops at the preset's
@@ -87,7 +87,7 @@ def main(argv):
             f"{curve['psnr'][-1]:.2f} dB", flush=True)
     means = {m: float(np.mean([_at(c, m) for c in curves.values()])) for m in marks}
     results["presets"][preset] = {"curves": curves, "mean_psnr_at": means}
-    results["machine"]["load_after"] = os.getloadavg()
+  results["machine"]["load_after"] = os.getloadavg()
   print("\n| preset | " + " | ".join(f"{m:g} s" for m in marks) + " |")
   print("|---|" + "---|" * len(marks))
   for preset, r in results["presets"].items():

@@ -2,10 +2,11 @@
 
 XLA's CPU backend (jaxlib 0.10) hands convolutions to YNNPACK by default. On this project's
 2-core CPU that runs the generator's convolutions several times slower than XLA's own kernels:
-a 3×3, 36→32-channel convolution on 256×256 takes 98 ms forward against 10.5 ms, and a whole
-Adam step of the paper's 128-channel network at 256×256 3.4–3.8 s against 1.6–2.4 s
-(`benchmarks/profile_step.py`, README "Performance"). `fan2018`'s network runs about 15%
-slower without YNNPACK; the generator's gain is far larger. So, unless the user's XLA_FLAGS already
+`benchmarks/profile_step.py` found a single 3×3 convolution at 256×256 taking 103 ms of a
+592 ms Adam step (32 channels; 348 ms per step without YNNPACK), and
+`benchmarks/dip_l0_benchmark.py` gives 5.6 s per Adam step of the paper's network at 512×384
+without it, 26.6 s with it (README "Performance"). `fan2018`'s network runs about 15% slower
+without YNNPACK; the generator's gain is far larger. So, unless the user's XLA_FLAGS already
 choose, YNNPACK fusions are switched off with `--xla_cpu_experimental_ynn_fusion_type=`.
 
 XLA reads XLA_FLAGS once, when JAX starts its first backend: import dipl0_jax before running

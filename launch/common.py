@@ -364,9 +364,7 @@ def _dip_l0_method() -> Method:
   check_positive("lr", config.lr)
   _check_ema(config.ema)
 
-  solver = ("region_fusion" if isinstance(config.l0_step, l0_region_fusion.RegionFusionProx)
-            else "fft")
-  settings = {"preset": _PRESET.value, "l0_solver": solver,
+  settings = {"preset": _PRESET.value, "l0_solver": _solver_name(config.l0_step),
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, **_generator_settings(config.generator)}
@@ -374,11 +372,14 @@ def _dip_l0_method() -> Method:
                            lambda state: {"output": state.avg, "v": state.v})
 
 
+def _solver_name(step: admm.L0Step) -> str:
+  return "region_fusion" if isinstance(step, l0_region_fusion.RegionFusionProx) else "fft"
+
+
 def l0_step(preset_step: admm.L0Step) -> admm.L0Step:
   """The ℓ0 proximal step of dip_l0: --l0_solver's, else the preset's solver, with the flags'
   --num_passes (Region Fusion) or --kappa/--beta_max (FFT)."""
-  solver = _L0_SOLVER.value or (
-      "region_fusion" if isinstance(preset_step, l0_region_fusion.RegionFusionProx) else "fft")
+  solver = _L0_SOLVER.value or _solver_name(preset_step)
   if solver == "region_fusion":
     return l0_region_fusion.RegionFusionProx(_num_passes(50))
   return _FftProx(_KAPPA.value, _BETA_MAX.value)
@@ -393,8 +394,6 @@ class _FftProx:
 
   def __call__(self, x, weight):
     return dipl0_jax.l0_prox(x, weight, kappa=self.kappa, beta_max=self.beta_max)
-
-
 
 
 def _host(metrics: dict) -> dict[str, np.ndarray]:

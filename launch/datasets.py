@@ -22,8 +22,11 @@ class Pair:
   gt: str | None  # None when the ground truth is missing upstream
 
 
-def _images(folder: str) -> list[str]:
-  return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTS))
+def images_in(folder: str, recursive: bool = False) -> list[str]:
+  """Sorted paths of the image files in `folder` (and its subfolders when `recursive`)."""
+  pattern = os.path.join(folder, "**", "*") if recursive else os.path.join(folder, "*")
+  return sorted(p for p in glob.glob(pattern, recursive=recursive)
+                if p.lower().endswith(IMAGE_EXTS))
 
 
 def _stem(path: str) -> str:
@@ -49,17 +52,17 @@ def find_pairs(data_dir: str, *, split: str = "validation") -> tuple[str, list[P
   """
   gt_dir = os.path.join(data_dir, "gt")
   if os.path.isdir(os.path.join(data_dir, "input_jpeg")) and os.path.isdir(gt_dir):
-    inputs = _images(os.path.join(data_dir, "input_jpeg"))
+    inputs = images_in(os.path.join(data_dir, "input_jpeg"))
     return "clipart", [Pair(_stem(p), p, _find(gt_dir, _stem(p))) for p in inputs]
   split_dir = os.path.join(data_dir, split)
   if os.path.isdir(split_dir) and os.path.isdir(gt_dir):
     pairs = []
-    for p in _images(split_dir):
+    for p in images_in(split_dir):
       match = _NKS_NAME.match(_stem(p))
       pairs.append(Pair(_stem(p), p, _find(gt_dir, match.group(1)) if match else None))
     return "nks", pairs
   if os.path.isdir(os.path.join(data_dir, "input")) and os.path.isdir(gt_dir):
-    inputs = _images(os.path.join(data_dir, "input"))
+    inputs = images_in(os.path.join(data_dir, "input"))
     return "generic", [Pair(_stem(p), p, _find(gt_dir, _stem(p))) for p in inputs]
   raise ValueError(
       f"{data_dir}: not a known dataset layout (want gt/ beside {split}/, input_jpeg/ or input/)")

@@ -67,6 +67,14 @@ def share(n: int) -> range:
   return range(jax.process_index(), n, jax.process_count())
 
 
+def describe_share(n: int) -> str:
+  """" (process P of N: K of them)" for n inputs when there are several processes, else ""."""
+  if jax.process_count() == 1:
+    return ""
+  return (f" (process {jax.process_index()} of {jax.process_count()}: "
+          f"{len(share(n))} of them)")
+
+
 def gather(value) -> list:
   """Every process's JSON-serialisable `value`, in process order, on every process.
 

@@ -139,9 +139,8 @@ def run() -> None:
   if os.path.exists(csv_path) and not _OVERWRITE.value:
     raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
   mine = distributed.share(len(pairs))
-  share = (f" (process {jax.process_index()} of {jax.process_count()}: {len(mine)} of them)"
-           if jax.process_count() > 1 else "")
-  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}{share}")
+  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}"
+        f"{distributed.describe_share(len(pairs))}")
 
   # Several processes: each scores its share, then process 0 writes all the rows.
   rows, grid = distributed.together(lambda: _score(method, pairs, mine, size))

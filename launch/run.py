@@ -9,7 +9,6 @@ every num_processes-th input.
 """
 
 import collections
-import glob
 import hashlib
 import json
 import os
@@ -47,8 +46,7 @@ def _inputs() -> list[str]:
   paths = []
   for item in _IMAGE.value:
     if os.path.isdir(item):
-      found = sorted(p for p in glob.glob(os.path.join(item, "*"))
-                     if p.lower().endswith(datasets.IMAGE_EXTS))
+      found = datasets.images_in(item)
       if not found:
         raise common.UsageError(f"{item}: folder holds no images")
       paths.extend(found)
@@ -78,16 +76,12 @@ def _write_json(path: str, payload) -> None:
     json.dump(payload, f, indent=1)
 
 
-def _batch_size() -> int:
-  return common.batch_size(_BATCH_SIZE.value)
-
-
 def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.ndarray | None]:
   """Checks the flags and inputs: (method, input paths, output paths, images, ground truth)."""
   notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
   notes += apps.check_method(method.settings)
-  _batch_size()
+  size = common.batch_size(_BATCH_SIZE.value)
   if _CHECKPOINT_DIR.value and jax.process_count() > 1:
     raise common.UsageError("--checkpoint_dir works with one process only (--num_processes=1)")
   paths = _inputs()
@@ -100,7 +94,7 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   images = [common.read(p) for p in paths]
   sizes = collections.Counter(image.shape for image in images)
   for path, image in zip(paths, images, strict=True):
-    method.check_size(path, image, min(sizes[image.shape], _batch_size()))
+    method.check_size(path, image, min(sizes[image.shape], size))
   gt = common.read(_GT.value) if _GT.value else None
   if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
     raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
@@ -114,9 +108,7 @@ def run() -> None:
   # With several processes all check everything before any writes, and each solves its share.
   method, paths, outputs, images, gt = distributed.together(_plan)
   mine = distributed.share(len(paths))
-  share = (f" (process {jax.process_index()} of {jax.process_count()}: {len(mine)} of them)"
-           if jax.process_count() > 1 else "")
-  print(f"{method.describe()} on {len(paths)} image(s){share}")
+  print(f"{method.describe()} on {len(paths)} image(s){distributed.describe_share(len(paths))}")
   distributed.together(lambda: _solve(method, paths, outputs, images, gt, mine))
   if jax.process_count() > 1 and distributed.is_main():
     print(f"{len(paths)} image(s) done by {jax.process_count()} processes")
@@ -128,10 +120,10 @@ def _solve(method: common.Method, paths: list[str], outputs: list[str],
   groups = collections.defaultdict(list)
   for i in mine:
     groups[images[i].shape].append(i)
-  base_key = jax.random.key(common.SEED.value)
+  base_key, size = jax.random.key(common.SEED.value), common.batch_size(_BATCH_SIZE.value)
   for shape, members in groups.items():
-    for start in range(0, len(members), _batch_size()):
-      batch = members[start: start + _batch_size()]
+    for start in range(0, len(members), size):
+      batch = members[start: start + size]
       # Each image's key depends only on its position in the input list, not on batching.
       keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(np.asarray(batch))
       stack = np.stack([images[i] for i in batch])

@@ -10,7 +10,6 @@ reads.
 """
 
 import dataclasses
-import glob
 import json
 import os
 import time
@@ -58,8 +57,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 def _folder_images(folder: str) -> tuple[list[np.ndarray], list[str]]:
   if not os.path.isdir(folder):
     raise common.UsageError(f"--data_dir={folder}: not a folder")
-  paths = sorted(p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-                 if p.lower().endswith(datasets.IMAGE_EXTS))
+  paths = datasets.images_in(folder, recursive=True)
   return [_rgb(common.read(p)) for p in paths], [os.path.relpath(p, folder) for p in paths]
 
 
@@ -181,10 +179,6 @@ def run() -> None:
   first = int(state.step)
   bar = tqdm.tqdm(total=_STEPS.value, initial=first, unit="step", disable=None)
 
-  def info():
-    return {"settings": settings, "images": names, "steps": int(state.step),
-            "seconds": round(time.perf_counter() - start, 1), "log": log}
-
   with common.stop_on_ctrl_c() as stop:
     for step in range(first, _STEPS.value):
       batch = _crops(images, size, _TRAIN_BATCH.value, common.SEED.value, step)
@@ -205,7 +199,8 @@ def run() -> None:
   bar.close()
   if _CKPT_DIR.value and int(state.step) % _CKPT_EVERY.value:
     checkpoint.save(_CKPT_DIR.value, int(state.step), state, {"settings": settings, "log": log})
-  done = info()
+  done = {"settings": settings, "images": names, "steps": int(state.step),
+          "seconds": round(time.perf_counter() - start, 1), "log": log}
   status = " (stopped by Ctrl-C)" if stop else ""
   print(f"trained {done['steps']} steps in {done['seconds']:.1f} s{status}; "
         f"last loss {log[-1]['loss']:.4g}" if log else "no step trained")
