@@ -14,6 +14,7 @@ size is 2^(scales−1) + 1 per side (17 for 5 scales).
 """
 
 import dataclasses
+import functools
 import math
 
 import flax.linen as nn
@@ -53,6 +54,45 @@ class Conv(nn.Module):
                    bias_init=_torch_uniform(fan_in))(x)
 
 
+def _stats(x: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+  """Per-channel mean and 1/std of (N, H, W, C) x, variance by the two-pass formula."""
+  mean = jnp.mean(x, axis=(0, 1, 2))
+  var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+  return mean, jax.lax.rsqrt(var + epsilon)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
+  """(N, H, W, C) x normalised per channel with its own statistics, then scaled and shifted.
+
+  Its gradient is written out (the textbook BatchNorm backward: two per-channel sums, which
+  are also the gradients of `scale` and `bias`) instead of differentiating the two-pass
+  formula, which made XLA reduce over the activations several more times: 0.89–0.90× the
+  time of a generator's Adam step on this CPU (32 channels at 256², 128 at 128²).
+  """
+  mean, rstd = _stats(x, epsilon)
+  return (x - mean) * rstd * scale + bias
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon):
+  mean, rstd = _stats(x, epsilon)
+  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _batch_norm_bwd(epsilon, residuals, dy):
+  del epsilon
+  x, mean, rstd, scale = residuals
+  n = x.shape[0] * x.shape[1] * x.shape[2]
+  x_hat = (x - mean) * rstd
+  d_bias = jnp.sum(dy, axis=(0, 1, 2))
+  d_scale = jnp.sum(dy * x_hat, axis=(0, 1, 2))
+  dx = (scale * rstd / n) * (n * dy - d_bias - x_hat * d_scale)
+  return dx, d_scale, d_bias
+
+
+batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
+
+
 class BatchStatNorm(nn.Module):
   """BatchNorm that always normalises with the batch's own statistics (PyTorch train mode).
 
@@ -63,11 +103,9 @@ class BatchStatNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    mean = jnp.mean(x, axis=(0, 1, 2))
-    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
     scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
     bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
-    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    return batch_norm(x, scale, bias, self.epsilon)
 
 
 ACTIVATIONS = {

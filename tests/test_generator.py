@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -48,3 +49,20 @@ def test_bad_configuration_and_too_small_input_raise():
     gen.GeneratorConfig(upsample="bicubic")
   with pytest.raises(ValueError, match="H, W ≥"):
     gen.init_generator(jax.random.key(0), (TINY.min_size - 1, 20, 3), TINY)
+
+
+def test_batch_norm_gradient_equals_autodiff_of_its_formula():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3)) * 3 + 1
+  scale, bias = jnp.array([0.5, 1.0, 2.0]), jnp.array([0.1, -0.2, 0.0])
+  dy = jax.random.normal(jax.random.key(1), x.shape)
+
+  def formula(x, scale, bias):
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.var(x, axis=(0, 1, 2))
+    return (x - mean) / jnp.sqrt(var + 1e-5) * scale + bias
+
+  ours = jax.vjp(lambda *a: gen.batch_norm(*a, 1e-5), x, scale, bias)
+  reference = jax.vjp(formula, x, scale, bias)
+  np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5, atol=1e-5)
+  for got, want in zip(ours[1](dy), reference[1](dy), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
