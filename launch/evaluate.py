@@ -8,9 +8,10 @@ the one CSV (see launch/distributed.py).
 """
 
 import csv
+import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -30,6 +31,9 @@ _SUBSET = flags.DEFINE_enum(
 _LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images.")
 _CROP = flags.DEFINE_integer("crop", None, "Score a centre crop of N×N pixels of each image.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing CSV.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Keep the rows of an existing CSV (written by the same settings) and "
+    "score only the images it lacks.")
 _FIGURES_DIR = flags.DEFINE_string(
     "figures_dir", None, "Write a grid of the first --grid_images results (input, ground "
     "truth, output) and a PSNR-per-image chart here.")
@@ -49,14 +53,48 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
   return image[top: top + size, left: left + size]
 
 
-def _write_csv(path: str, rows: list[dict]) -> None:
+def _settings_path(csv_path: str) -> str:
+  return csv_path + ".json"
+
+
+def _settings_path(csv_path: str) -> str:
+  return csv_path + ".json"
+
+
+def _write_csv(path: str, rows: list[dict], settings: dict) -> None:
+  """Writes the rows, and beside them (PATH.json) the settings that produced them."""
+  with image_io.atomic_file(_settings_path(path), "w") as f:
+    json.dump(settings, f, indent=1)
   with image_io.atomic_file(path, "w") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
 
 
-def _batches(pairs: list[datasets.Pair], indices: range, size: int
+def _finished_rows(csv_path: str, settings: dict) -> list[dict]:
+  """The rows of an earlier run to keep (--resume): [] without a CSV; a UsageError if it
+  was written with other settings."""
+  if not os.path.exists(csv_path):
+    return []
+  try:
+    with open(_settings_path(csv_path)) as f:
+      before = json.load(f)
+    with open(csv_path, newline="") as f:
+      rows = [{k: v if k == "image" else float(v) for k, v in row.items()}
+              for row in csv.DictReader(f)]
+  except (OSError, ValueError):
+    raise common.UsageError(f"{csv_path}: cannot resume without a readable CSV and "
+                            f"{_settings_path(csv_path)} (pass --overwrite to start again)"
+                            ) from None
+  differ = [k for k in settings if before.get(k) != settings[k]]
+  if differ:
+    raise common.UsageError(
+        f"{csv_path}: written with other settings ({', '.join(differ)}: "
+        f"{', '.join(str(before.get(k)) for k in differ)}); pass --overwrite to start again")
+  return rows
+
+
+def _batches(pairs: list[datasets.Pair], indices: Sequence[int], size: int
              ) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
   """Reads the pairs at `indices` (cropped) and groups runs of same-shape images into
   batches of at most `size`: lists of (index, input, ground truth)."""
@@ -74,9 +112,13 @@ def _batches(pairs: list[datasets.Pair], indices: range, size: int
     yield batch
 
 
-def _score(method: common.Method, pairs: list[datasets.Pair], indices: range, size: int
+def _score(method: common.Method, pairs: list[datasets.Pair], indices: Sequence[int], size: int,
+           on_batch: Callable[[list[tuple[int, dict]]], None]
            ) -> tuple[list[tuple[int, dict]], list]:
-  """Solves and scores the pairs at `indices`: ((index, CSV row) pairs, grid panels)."""
+  """Solves and scores the pairs at `indices`: ((index, CSV row) pairs, grid panels).
+
+  on_batch(rows so far) is called after every batch.
+  """
   rows, grid = [], []
   key = jax.random.key(common.SEED.value)
   bar = tqdm.tqdm(total=len(indices), unit="img")
@@ -111,6 +153,7 @@ def _score(method: common.Method, pairs: list[datasets.Pair], indices: range, si
       tqdm.tqdm.write(f"{name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
                       f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
       bar.update(1)
+    on_batch(rows)
   bar.close()
   return rows, grid
 
@@ -136,23 +179,45 @@ def run() -> None:
   if not pairs:
     raise common.UsageError(f"{_DATA_DIR.value}: no images with ground truth")
   csv_path = _CSV.value or os.path.join("results", f"{method.name}_{layout}.csv")
-  if os.path.exists(csv_path) and not _OVERWRITE.value:
-    raise common.UsageError(f"{csv_path}: already exists (pass --overwrite to replace it)")
-  mine = distributed.share(len(pairs))
-  print(f"{method.describe()} on {len(pairs)} {layout} images from {_DATA_DIR.value}"
-        f"{distributed.describe_share(len(pairs))}")
+  if _RESUME.value and _OVERWRITE.value:
+    raise common.UsageError("--resume and --overwrite: pass one of them")
+  if os.path.exists(csv_path) and not (_OVERWRITE.value or _RESUME.value):
+    raise common.UsageError(f"{csv_path}: already exists (pass --resume to keep its rows and "
+                            "score the rest, or --overwrite to replace it)")
+  settings = {"method": method.describe(), "data_dir": os.path.abspath(_DATA_DIR.value),
+              "split": _SPLIT.value, "crop": _CROP.value, "seed": common.SEED.value}
+  finished = _finished_rows(csv_path, settings) if _RESUME.value else []
+  order = {pair.name: i for i, pair in enumerate(pairs)}
+  # Rows of images this run would not score (another --subset or --limit) are kept too.
+  finished = [(order.get(row["image"], len(pairs)), row) for row in finished]
+  done = {row["image"] for _, row in finished}
+  todo = [i for i, pair in enumerate(pairs) if pair.name not in done]
+  if done:
+    print(f"{csv_path}: keeping {len(done)} scored images, {len(todo)} to go")
+  mine = [todo[i] for i in distributed.share(len(todo))]
+  print(f"{settings['method']} on {len(todo)} {layout} images from {_DATA_DIR.value}"
+        f"{distributed.describe_share(len(todo))}")
+
+  def by_index(rows: list[tuple[int, dict]]) -> list[dict]:
+    return [row for _, row in sorted(rows, key=lambda r: r[0])]
+
+  def save_so_far(rows: list[tuple[int, dict]]) -> None:
+    # One process writes as it goes, so that a crash keeps the finished images for
+    # --resume; several processes' rows are merged once at the end.
+    if jax.process_count() == 1:
+      _write_csv(csv_path, by_index(finished + rows), settings)
 
   # Several processes: each scores its share, then process 0 writes all the rows.
-  rows, grid = distributed.together(lambda: _score(method, pairs, mine, size))
+  rows, grid = distributed.together(lambda: _score(method, pairs, mine, size, save_so_far))
   scored = len(rows)
-  everyone = [r for rows_of_one in distributed.gather(rows) for r in rows_of_one]
-  rows = [row for _, row in sorted(everyone, key=lambda r: r[0])]  # by index in the dataset
+  everyone = [tuple(r) for rows_of_one in distributed.gather(rows) for r in rows_of_one]
+  rows = by_index(finished + everyone)
   if not distributed.is_main():
     print(f"process {jax.process_index()}: scored {scored} images; process 0 writes {csv_path}")
     return
   if not rows:
     raise common.UsageError("no image finished: nothing to write")
-  _write_csv(csv_path, rows)
+  _write_csv(csv_path, rows, settings)
   if _FIGURES_DIR.value:
     stem = os.path.join(_FIGURES_DIR.value, f"{method.name}_{layout}")
     figures.results_grid(f"{stem}_grid.png", grid)  # process 0's own images

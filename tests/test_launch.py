@@ -147,6 +147,37 @@ def test_evaluate_nks_layout_skips_missing_gt(tmp_path):
   assert f"PSNR {mean:.2f} dB" in proc.stdout
 
 
+def test_evaluate_resume_keeps_rows_and_scores_the_rest(tmp_path):
+  data = tmp_path / "nks"
+  for s in (1, 2, 3):
+    clean, noisy = _blocks(s, 10)
+    _save(str(data / "gt" / f"S{s}.png"), clean)
+    _save(str(data / "validation" / f"S{s}_T1.png"), noisy)
+  args = ["--method=l0", f"--data_dir={data}", "--csv=r.csv"]
+  proc = _launch("launch.evaluate", *args, "--limit=1", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  with open(tmp_path / "r.csv") as f:
+    (first,) = list(csv.DictReader(f))
+  # A marker in the kept row shows that --resume does not score that image again.
+  text = (tmp_path / "r.csv").read_text().replace(first["psnr"], "99.0")
+  (tmp_path / "r.csv").write_text(text)
+  proc = _launch("launch.evaluate", *args, "--resume", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert "keeping 1 scored images, 2 to go" in proc.stdout
+  with open(tmp_path / "r.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["image"] for r in rows] == ["S1_T1", "S2_T1", "S3_T1"]
+  assert float(rows[0]["psnr"]) == 99.0
+  results = _launch_cases("launch.evaluate", [
+      [*args, "--resume", "--lambda_=0.05"], [*args, "--resume", "--overwrite"], args,
+  ], cwd=tmp_path)
+  messages = ["written with other settings (method", "pass one of them", "--resume"]
+  for result, message in zip(results, messages, strict=True):
+    assert result["code"] == 2 and message in result["stderr"], result
+  with open(tmp_path / "r.csv") as f:
+    assert len(list(csv.DictReader(f))) == 3
+
+
 def test_evaluate_clipart_layout_composites_gt_over_black(tmp_path):
   data = tmp_path / "clip"
   clean, noisy = _blocks(5, 8)
