@@ -161,19 +161,19 @@ def dip_l0(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipL0Config = Dip
 # The batched steps: vmapped, and with a mesh run by each of its devices on its share.
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _theta_batch(state, y, operator, config, mesh=None):
-  return sharding.batch_vmap(lambda s, yy, op: theta_step(s, yy, op, config), mesh,
+  return sharding.batch_map(lambda s, yy, op: theta_step(s, yy, op, config), mesh,
                              (0, 0, None))(state, y, operator)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _split_batch(state, y, operator, config, mesh=None):
-  return sharding.batch_vmap(lambda s, yy, op: split_step(s, yy, op, config), mesh,
+  return sharding.batch_map(lambda s, yy, op: split_step(s, yy, op, config), mesh,
                              (0, 0, None))(state, y, operator)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "shape", "mesh"))
 def _init_batch(keys, y, operator, config, shape, mesh):
-  return sharding.batch_vmap(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
+  return sharding.batch_map(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
                              (0, 0, None))(keys, y, operator)
 
 

@@ -97,7 +97,7 @@ def dip(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipConfig = DipConfi
 
 @functools.partial(jax.jit, static_argnames=("config", "shape", "mesh"))
 def _init_batch(keys, y, operator, config, shape, mesh):
-  return sharding.batch_vmap(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
+  return sharding.batch_map(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
                              (0, 0, None))(keys, y, operator)
 
 
@@ -113,7 +113,7 @@ def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
 # Vmapped, and with a mesh run by each of its devices on its share of the batch.
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _step_batch(state, y, operator, config, mesh=None):
-  return sharding.batch_vmap(lambda s, yy, op: step(s, yy, op, config), mesh,
+  return sharding.batch_map(lambda s, yy, op: step(s, yy, op, config), mesh,
                              (0, 0, None))(state, y, operator)
 
 

@@ -77,16 +77,19 @@ def test_v_is_piecewise_constant_with_region_fusion_step():
   assert np.all(np.isfinite(history["lagrangian"]))
 
 
-def test_batch_equals_pure_function_one_by_one():
+def test_batch_and_vmap_equal_pure_function_one_by_one():
   # The ℓ0 step is discontinuous, so rounding differences between differently compiled
   # programs can flip a threshold after many iterations; compare after two.
   config = dataclasses.replace(CONFIG, outer_iters=2)
   images, keys, (state, _) = _batch_run(stop=2)
-  solve = jax.jit(lambda y, k: admm.dip_l0(y, key=k, config=config))
+  solve = lambda y, k: admm.dip_l0(y, key=k, config=config)  # noqa: E731
+  vmapped = jax.jit(jax.vmap(solve))(images, keys)
   for i in range(2):
-    result = solve(images[i], keys[i])
-    np.testing.assert_allclose(np.asarray(result.output), np.asarray(state.avg[i]), atol=1e-4)
-    np.testing.assert_allclose(np.asarray(result.v), np.asarray(state.v[i]), atol=1e-3)
+    result = jax.jit(solve)(images[i], keys[i])
+    for batched in (state.avg[i], vmapped.output[i]):
+      np.testing.assert_allclose(np.asarray(result.output), np.asarray(batched), atol=1e-4)
+    for batched in (state.v[i], vmapped.v[i]):
+      np.testing.assert_allclose(np.asarray(result.v), np.asarray(batched), atol=1e-3)
     assert result.metrics["lagrangian"].shape == (2,)
 
 

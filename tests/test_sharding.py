@@ -37,7 +37,7 @@ def test_one_device_pads_nothing_and_unpad_inverts_padding():
   assert sharding.unpad(None, 3) is None
   with pytest.raises(ValueError, match="one non-zero leading size"):
     sharding.shard_batch((images, keys[:2]), mesh)
-  double = sharding.batch_vmap(lambda x, s: x * s, None, (0, None))
+  double = sharding.batch_map(lambda x, s: x * s, None, (0, None))
   np.testing.assert_array_equal(double(jnp.arange(3.0), 2.0), [0.0, 2.0, 4.0])
 
 
