@@ -57,10 +57,6 @@ def _settings_path(csv_path: str) -> str:
   return csv_path + ".json"
 
 
-def _settings_path(csv_path: str) -> str:
-  return csv_path + ".json"
-
-
 def _write_csv(path: str, rows: list[dict], settings: dict) -> None:
   """Writes the rows, and beside them (PATH.json) the settings that produced them."""
   with image_io.atomic_file(_settings_path(path), "w") as f:
