@@ -128,8 +128,9 @@ def main(run: Callable[[], None], before: Callable[[], None] = lambda: None
 
 
 def batch_size(value: int | None) -> int:
-  """--batch_size, defaulting to this process's device count (one image per device): on one
-  CPU device a vmapped batch of generator fits is slower per image than one at a time."""
+  """--batch_size, defaulting to this process's device count (one image per device): on CPU
+  a larger batch is computed image by image (`sharding.batch_map`), so it is no faster per
+  image, and it compiles once per image."""
   size = jax.local_device_count() if value is None else value
   if size < 1:
     raise UsageError(f"--batch_size={size}: must be ≥ 1")
