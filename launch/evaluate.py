@@ -4,7 +4,8 @@
 PSNR/SSIM (8-bit outputs, RGB, data range 255 — the same as skimage on uint8 images).
 Consecutive same-size images are solved in batches split over the devices; with
 --num_processes > 1 each process scores every num_processes-th image and process 0 writes
-the one CSV (see launch/distributed.py).
+the one CSV (see launch/distributed.py). One process rewrites the CSV after every batch, and
+--resume continues a stopped evaluation from it.
 """
 
 import csv
