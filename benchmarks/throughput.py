@@ -1,4 +1,4 @@
-"""Batch throughput: images per second of the vmapped solvers for batches of 1, 2 and 4.
+"""Batch throughput: images per second of the batched solvers for batches of 1, 2 and 4.
 
   python -m benchmarks.throughput [--size=128x128] [--batches=1,2,4] [--channels=128]
   XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.throughput
@@ -6,8 +6,9 @@
 Every batch is split over this process's devices as the launchers split it
 (`dipl0_jax.sharding`; padded to a multiple of the device count, the padding not counted),
 so with several devices it runs data-parallel. `l0`: one call of the jitted, vmapped FFT
-solver. `dip_l0`: the launcher's jitted Adam step and v/w/average update (`admm.iterate`);
-an outer iteration is --inner_iters Adam steps and one update, so images/s is
+solver. `dip_l0`: the launcher's jitted Adam step (image by image on CPU, see
+`sharding.batch_map`) and v/w/average update (`admm.iterate`); an outer iteration is
+--inner_iters Adam steps and one update, so images/s is
 batch / (inner_iters · Adam step + update). Medians of --repeats calls after a warm-up call;
 compile seconds apart.
 """
