@@ -158,23 +158,23 @@ def dip_l0(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipL0Config = Dip
   return DipL0Result(state.avg, state.v, f, metrics)
 
 
-# The batched steps: vmapped, and with a mesh run by each of its devices on its share.
+# The batched steps (`sharding.batch_map`), with a mesh run by each device on its share.
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _theta_batch(state, y, operator, config, mesh=None):
   return sharding.batch_map(lambda s, yy, op: theta_step(s, yy, op, config), mesh,
-                             (0, 0, None))(state, y, operator)
+                           (0, 0, None))(state, y, operator)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _split_batch(state, y, operator, config, mesh=None):
   return sharding.batch_map(lambda s, yy, op: split_step(s, yy, op, config), mesh,
-                             (0, 0, None))(state, y, operator)
+                           (0, 0, None))(state, y, operator)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "shape", "mesh"))
 def _init_batch(keys, y, operator, config, shape, mesh):
   return sharding.batch_map(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
-                             (0, 0, None))(keys, y, operator)
+                           (0, 0, None))(keys, y, operator)
 
 
 def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
@@ -190,7 +190,7 @@ def iterate(state: AdmmState, y: jax.Array, operator: operators.Operator,
             config: DipL0Config) -> Iterator[tuple[AdmmState, dict]]:
   """Runs the outer iterations of a batch from the host, yielding after each one.
 
-  The same updates as `step`, vmapped over the leading batch axis of `state` and y, lowered
+  The same updates as `step`, batched over the leading axis of `state` and y, lowered
   as one jitted Adam step called inner_iters times and one jitted v/w/average update: on CPU
   this runs as fast as the unrolled scan and compiles in a fraction of its time. Stops after
   config.outer_iters iterations (counting those `state` already has). When y is split over

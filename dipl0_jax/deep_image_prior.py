@@ -98,7 +98,7 @@ def dip(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipConfig = DipConfi
 @functools.partial(jax.jit, static_argnames=("config", "shape", "mesh"))
 def _init_batch(keys, y, operator, config, shape, mesh):
   return sharding.batch_map(lambda k, yy, op: init(k, yy, op, config, shape=shape), mesh,
-                             (0, 0, None))(keys, y, operator)
+                           (0, 0, None))(keys, y, operator)
 
 
 def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
@@ -110,11 +110,11 @@ def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
   return _init_batch(keys, y, operator, config, shape, sharding.mesh_of(y))
 
 
-# Vmapped, and with a mesh run by each of its devices on its share of the batch.
+# Batched (`sharding.batch_map`), with a mesh run by each device on its share of the batch.
 @functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
 def _step_batch(state, y, operator, config, mesh=None):
   return sharding.batch_map(lambda s, yy, op: step(s, yy, op, config), mesh,
-                             (0, 0, None))(state, y, operator)
+                           (0, 0, None))(state, y, operator)
 
 
 def iterate(state: DipState, y: jax.Array, operator: operators.Operator, config: DipConfig,

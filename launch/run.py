@@ -1,7 +1,7 @@
 """Smooths images: `python -m launch.run --method=dip_l0 --image=IN --output=OUT.png`.
 
 With no --image it smooths the picture the package ships. --image may be repeated and may
-name folders; images of the same size are solved together as a batch (vmap). Prints the time
+name folders; images of the same size are solved together as a batch. Prints the time
 and, with --gt, PSNR/SSIM of the 8-bit output; iterative methods show a progress bar, write a
 JSON log of per-chunk metrics beside the output, and stop cleanly on Ctrl-C after writing the
 current result. With --num_processes > 1 (see launch/distributed.py) each process solves
