@@ -63,9 +63,9 @@ def batch_map(fn: Callable, mesh: Mesh | None, in_axes: tuple[int | None, ...]) 
 
   On CPU a device's share is computed image by image in one program (unrolled), not
   vmapped: vmapping a generator fit turns each convolution into a grouped one over the
-  batch, which XLA's CPU kernels run at 0.65–0.83× the speed per image
-  (`benchmarks.throughput`), while the unrolled form is never slower per image than one
-  image alone. It compiles once per image of the share. Other platforms use jax.vmap.
+  batch, which XLA's CPU kernels ran at 0.65–0.83× the speed per image, while the unrolled
+  form is level with one image alone (0.93–1.02× at batch 2; `benchmarks.throughput`). It
+  compiles once per image of the share. Other platforms use jax.vmap.
   """
   platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
   batched = _unrolled_map(fn, in_axes) if platform == "cpu" else jax.vmap(fn, in_axes=in_axes)
