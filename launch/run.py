@@ -31,8 +31,8 @@ _GT = flags.DEFINE_string("gt", None, "Ground-truth image (single input): print 
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most same-size images solved at once, split over the devices "
-    "(default: the number of this process's devices; on one CPU device a batch of generator "
-    "fits is slower per image than one at a time).")
+    "(default: the number of this process's devices; on CPU a larger batch is solved image "
+    "by image, no faster per image).")
 _FIGURE = flags.DEFINE_string(
     "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
     "and PATH_convergence.png from the run's log; a folder when there are several inputs.")

@@ -45,7 +45,7 @@ def test_l0_solver_defaults_to_fft_for_l0():
 
 
 def test_batch_size_defaults_to_one_image_per_device():
-  # On one CPU device a vmapped batch of generator fits is slower per image (README).
+  # On CPU a larger batch is no faster per image and compiles once per image (README).
   assert common.batch_size(None) == jax.local_device_count()
   assert common.batch_size(3) == 3
   with pytest.raises(common.UsageError, match="--batch_size=0"):
