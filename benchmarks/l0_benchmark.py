@@ -21,7 +21,7 @@ def main(argv):
   del argv
   try:
     import cv2
-    cv2.setNumThreads(0)  # its default thread count; same cores as XLA
+    cv2.setNumThreads(-1)  # its default thread count, all cores as XLA (0 would be one)
     opencv = cv2.ximgproc.l0Smooth
   except (ImportError, AttributeError):
     opencv = None

@@ -67,8 +67,10 @@ def _strided_conv_bwd(stride, residuals, dy):
                                         (0, 0)))
   phases = fitted.reshape(n, rows // stride, stride, cols // stride, stride, c)
   phases = phases.transpose(0, 1, 3, 2, 4, 5).reshape(n, rows // stride, cols // stride, -1)
-  sub = jnp.zeros((m, m, stride * stride * c, kernel.shape[-1]), kernel.dtype)
-  d_sub = jax.vjp(lambda sub: _conv(phases, sub, 1), sub)[1](dy)[0]
+  # The kernel gradient of a stride-1 VALID convolution is itself one: phases and dy
+  # correlated over (N, H, W), with the input channels as the batch and N as the feature.
+  d_sub = jax.lax.conv_general_dilated(phases, dy, (1, 1), "VALID",
+                                       dimension_numbers=("CHWN", "IHWO", "HWNC"))
   d_kernel = d_sub.reshape(m, m, stride, stride, c, -1).transpose(0, 2, 1, 3, 4, 5)
   d_kernel = d_kernel.reshape(m * stride, m * stride, c, -1)[:k, :k]
   dx = jax.vjp(lambda x: _conv(x, kernel, stride), x)[1](dy)[0]

@@ -17,9 +17,12 @@ def settings(**flag_values) -> dict:
 
 def test_dip_l0_defaults_are_the_papers():
   s = settings(method="dip_l0")
-  assert (s["preset"], s["l0_solver"], s["channels"], s["scales"]) == ("nks", "fft", 128, 5)
+  assert (s["preset"], s["l0_solver"], s["channels"], s["scales"]) == ("nks", "region_fusion",
+                                                                      128, 5)
   assert (s["lambda_"], s["beta"], s["outer_iters"], s["inner_iters"]) == (0.025, 2.25, 100, 25)
   assert (s["lr"], s["ema"]) == (1e-3, 0.9)
+  assert settings(method="dip_l0", preset="clipart")["l0_solver"] == "region_fusion"
+  assert settings(method="dip_l0", l0_solver="fft")["l0_solver"] == "fft"
 
 
 def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
