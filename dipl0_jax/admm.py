@@ -54,17 +54,19 @@ class DipL0Config:
   inner_unroll: int | bool = True
 
 
+_AUTHORS_L0_STEP = l0_region_fusion.RegionFusionProx(50)  # Region Fusion, 50 passes
+
 PRESETS = {
-    # The authors' settings, with their ℓ0 step (Region Fusion, 50 passes).
-    "nks": DipL0Config(lam=0.025, beta=2.25, l0_step=l0_region_fusion.RegionFusionProx(50)),
-    "clipart": DipL0Config(lam=0.025, beta=2.0, l0_step=l0_region_fusion.RegionFusionProx(50)),
+    # The authors' settings, with their ℓ0 step.
+    "nks": DipL0Config(lam=0.025, beta=2.25, l0_step=_AUTHORS_L0_STEP),
+    "clipart": DipL0Config(lam=0.025, beta=2.0, l0_step=_AUTHORS_L0_STEP),
     # Minutes, not hours, on a CPU (see the README's performance section for what it buys):
     # a 16-channel 4-scale generator (~1/60 of the paper's cost per step), 300 Adam steps at
     # 10× the paper's learning rate, the authors' Region Fusion ℓ0 step, and a shorter output
     # average so that the observation's weight in it (ema^iterations) is gone within the run.
     "fast": DipL0Config(generator=gen.GeneratorConfig().resized(16, 4), lam=0.025, beta=2.25,
                         outer_iters=30, inner_iters=10, lr=0.01, ema=0.8,
-                        l0_step=l0_region_fusion.RegionFusionProx(50)),
+                        l0_step=_AUTHORS_L0_STEP),
 }
 
 

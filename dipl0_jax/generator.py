@@ -84,8 +84,10 @@ def _flax_strided_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs
                        dimension_numbers=None, feature_group_count=1, precision=None):
   """`strided_conv` in `lax.conv_general_dilated`'s signature, for `nn.Conv` (NHWC, HWIO)."""
   del dimension_numbers, precision  # nn.Conv's NHWC/HWIO and default precision
-  assert padding == "VALID" and feature_group_count == 1 and window_strides[0] == window_strides[1]
+  assert feature_group_count == 1 and window_strides[0] == window_strides[1]
   assert all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  if padding != "VALID":  # explicit zero padding, ((top, bottom), (left, right))
+    lhs = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
   return strided_conv(lhs, rhs, window_strides[0])
 
 
@@ -101,9 +103,8 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = (self.kernel - 1) // 2
     fan_in = x.shape[-1] * self.kernel * self.kernel
-    if pad and (self.padding == "reflect" or self.stride > 1):
-      mode = "reflect" if self.padding == "reflect" else "constant"
-      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+    if pad and self.padding == "reflect":
+      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
       padding = "VALID"
     else:
       padding = [(pad, pad), (pad, pad)]
