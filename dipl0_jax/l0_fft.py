@@ -12,8 +12,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from dipl0_jax import differences
-
 
 def _difference_spectrum(h: int, w: int) -> jax.Array:
   """|F(∂x)|² + |F(∂y)|² on the rfft2 grid, shape (H, W//2+1)."""
@@ -22,6 +20,28 @@ def _difference_spectrum(h: int, w: int) -> jax.Array:
   ky = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(h) / h)
   kx = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(w // 2 + 1) / w)
   return (ky[:, None] + kx[None, :]).astype(jnp.float32)
+
+
+def _thresholded_divergence(s: jax.Array, threshold: jax.Array) -> jax.Array:
+  """∂xᵀh + ∂yᵀv for (h, v) = (∂x s, ∂y s) zeroed where Σ_c (h² + v²) < threshold.
+
+  Args:
+    s: (C, H, W) planes; differences are periodic.
+    threshold: scalar.
+
+  Returns:
+    (C, H, W), equal to composing `differences.dx`, `dy`, `dx_t` and `dy_t`.
+  """
+  # All four differences read one wrap-padded copy: p[:, a, b] = s[:, a − 1, b − 1]. Then
+  # gh[:, a, b] and gv[:, a, b] are the gradient at pixel (a − 1, b − 1), for pixels −1 … H−1
+  # and −1 … W−1, so that the adjoints are plain slices too. This takes about two thirds of
+  # the time of six rolls (jnp.roll is a slice and a concatenation), measured at 640×480.
+  p = jnp.pad(s, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+  gh = p[:, :-1, 1:] - p[:, :-1, :-1]
+  gv = p[:, 1:, :-1] - p[:, :-1, :-1]
+  keep = jnp.sum(gh * gh + gv * gv, axis=0) >= threshold
+  gh, gv = gh * keep, gv * keep
+  return (gh[:, 1:, :-1] - gh[:, 1:, 1:]) + (gv[:, :-1, 1:] - gv[:, 1:, 1:])
 
 
 def num_steps(lam: float, *, kappa: float = 2.0, beta_max: float = 1e5) -> int:
@@ -75,10 +95,7 @@ def l0_smooth(
 
   def body(carry):
     beta, s = carry
-    gh, gv = differences.dx(s, axis=2), differences.dy(s, axis=1)
-    keep = jnp.sum(gh * gh + gv * gv, axis=0) >= lam / beta
-    gh, gv = gh * keep, gv * keep
-    f_div = jnp.fft.rfft2(differences.dx_t(gh, axis=2) + differences.dy_t(gv, axis=1))
+    f_div = jnp.fft.rfft2(_thresholded_divergence(s, lam / beta))
     # The DC term of ∂ᵀ(h, v) is exactly zero; in float32 its rounding error times β (up to
     # 1e5) would shift the image mean, so it is set to zero.
     rhs = f_image + beta * f_div.at[:, 0, 0].set(0)
