@@ -5,10 +5,11 @@
 
 Runs each preset on the first validation image of every structure that has ground truth
 (`launch.datasets.one_per_structure`, the first --limit of them) and scores the reported
-output (the 8-bit moving average) after every ADMM iteration. Nothing in an ADMM iteration
-depends on the planned number of iterations, so the score after iteration k is exactly what
-`--outer_iters=k` would give: one run traces the whole curve. A run stops at the preset's
-iteration count or when its solve time passes --seconds.
+output (the 8-bit moving average, enlarged to full size when the preset solves at a lower
+resolution) after every ADMM iteration. Nothing in an ADMM iteration depends on the planned
+number of iterations, so the score after iteration k is exactly what `--outer_iters=k` gives:
+one run traces the whole curve. A run stops at the preset's iteration count or when its solve
+time passes --seconds.
 
 Seconds exclude compilation, which happens once per image size and preset and is then kept
 in the persistent compilation cache: the first iteration's time, minus the second's, is
@@ -39,13 +40,13 @@ _PLOT = flags.DEFINE_string("plot", "benchmarks/results/time_to_quality.png", "P
 
 def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: float) -> dict:
   """Solve times (compile excluded) and PSNRs after each iteration of one image."""
-  y = image[None]
+  y = _shrink(image[None], config.downsample)
   keys = jax.random.key(0)[None]
   start_state = admm.init_batch(keys, y, admm.IDENTITY, config)
   ends, psnrs = [], []
   start = time.perf_counter()
   for state, _ in admm.iterate(start_state, y, admm.IDENTITY, config):
-    out = np.asarray(state.avg[0])
+    out = np.asarray(_enlarge(state.avg, (1, *image.shape))[0])
     ends.append(time.perf_counter() - start)
     psnrs.append(float(metrics.psnr(image_io.quantize(out), gt)))
     if len(ends) > 1 and ends[-1] - _compile_seconds(ends) > budget:
@@ -54,6 +55,10 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
   return {"compile_seconds": round(compile_s, 2),
           "seconds": [round(t - compile_s, 3) for t in ends], "psnr": psnrs,
           "input_psnr": float(metrics.psnr(image_io.quantize(image), gt))}
+
+
+_shrink = jax.jit(admm.shrink, static_argnums=1)
+_enlarge = jax.jit(admm.enlarge, static_argnums=1)
 
 
 def _compile_seconds(ends: list[float]) -> float:

@@ -59,6 +59,9 @@ _NUM_ITERS = flags.DEFINE_integer("num_iters", None, "dip: Adam steps (3000).")
 LR = flags.DEFINE_float(
     "lr", None, "Adam learning rate (dip 0.01, dip_l0 0.001, fan2018 training 0.001).")
 _EMA = flags.DEFINE_float("ema", None, "dip/dip_l0: weight of the old average (0.99 / 0.9).")
+_DOWNSAMPLE = flags.DEFINE_integer(
+    "downsample", None, "dip_l0: solve at 1/N of the height and width and enlarge the results "
+    "(--task=denoise only; default: the preset's, 1 except fast's).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's).")
@@ -305,33 +308,46 @@ def _dip_method() -> Method:
               "reg_noise_std": config.reg_noise_std, "ema": config.ema,
               **_generator_settings(config.generator)}
   return _generator_method("dip", settings, deep_image_prior, config, config.num_iters,
-                           lambda state: {"output": state.avg})
+                           lambda state, shape: {"output": state.avg})
 
 
 def _generator_method(name: str, settings: dict, solver, config, total: int,
-                      outputs: Callable[[object], dict[str, jax.Array]]) -> Method:
+                      outputs: Callable[[object, tuple], dict[str, jax.Array]],
+                      downsample: int = 1) -> Method:
   """A Method for a generator-fitting solver module (`deep_image_prior` or `admm`): its
-  `init_batch` and `iterate` under the --task operator, reporting `outputs(state)`."""
+  `init_batch` and `iterate` under the --task operator on the images shrunk by `downsample`
+  (`admm.shrink`), reporting `outputs(state, the images' shape)`."""
 
   def init(images, keys):
+    images = _shrink(images, downsample)
     operator, shape = _operator(images.shape[1:])
     return solver.init_batch(keys, images, operator, config, shape=shape)
 
   def solve(images, keys, state=None):
-    operator, _ = _operator(images.shape[1:])
+    full = images.shape
     start = init(images, keys) if state is None else state
+    images = _shrink(images, downsample)
+    operator, _ = _operator(images.shape[1:])
     for state, step_metrics in solver.iterate(start, images, operator, config):
       yield Progress(int(state.iteration[0]), total, _host(step_metrics),
-                     {k: np.asarray(v) for k, v in outputs(state).items()}, state)
+                     {k: np.asarray(v) for k, v in outputs(state, full).items()}, state)
 
-  return Method(name, settings, solve, config.generator.min_size, init,
-                _memory(config.generator))
+  return Method(name, settings, solve, config.generator.min_size * downsample, init,
+                _memory(config.generator, downsample))
 
 
-def _memory(config: gen.GeneratorConfig) -> Callable[[int, int], int]:
+_shrink_jit = jax.jit(admm.shrink, static_argnums=1)
+_enlarge = jax.jit(admm.enlarge, static_argnums=(1, 2))
+
+
+def _shrink(images: jax.Array, downsample: int) -> jax.Array:
+  return images if downsample == 1 else _shrink_jit(images, downsample)
+
+
+def _memory(config: gen.GeneratorConfig, downsample: int = 1) -> Callable[[int, int], int]:
   def estimate(h: int, w: int) -> int:
     k = SR_FACTOR.value if TASK.value == "sr" else 1
-    return gen.training_bytes(h * k, w * k, config)
+    return gen.training_bytes(h * k // downsample, w * k // downsample, config)
 
   return estimate
 
@@ -359,8 +375,12 @@ def _dip_l0_method() -> Method:
       preset, generator=_generator_config(preset.generator), lam=_value(_LAMBDA, preset.lam),
       beta=_value(_BETA, preset.beta), outer_iters=_value(_OUTER_ITERS, preset.outer_iters),
       inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(LR, preset.lr),
-      ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step))
+      ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step),
+      downsample=_value(_DOWNSAMPLE, preset.downsample))
   check_positive("beta", config.beta)
+  check_positive("downsample", config.downsample)
+  if config.downsample > 1 and TASK.value != "denoise":
+    raise UsageError(f"--downsample={config.downsample} works with --task=denoise only")
   check_positive("outer_iters", config.outer_iters)
   check_positive("inner_iters", config.inner_iters)
   check_positive("lr", config.lr)
@@ -370,8 +390,15 @@ def _dip_l0_method() -> Method:
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, **_generator_settings(config.generator)}
-  return _generator_method("dip_l0", settings, admm, config, config.outer_iters,
-                           lambda state: {"output": state.avg, "v": state.v})
+  if config.downsample != 1:  # named only then, so that older runs' settings still match
+    settings["downsample"] = config.downsample
+
+  def outputs(state, shape):
+    return {"output": _enlarge(state.avg, shape, "linear"),
+            "v": _enlarge(state.v, shape, "nearest")}
+
+  return _generator_method("dip_l0", settings, admm, config, config.outer_iters, outputs,
+                           config.downsample)
 
 
 def _solver_name(step: admm.L0Step) -> str:

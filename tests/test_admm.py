@@ -105,3 +105,18 @@ def test_forward_operators_run(operator):
   *_, (state, step_metrics) = admm.iterate(start, y, operator, config)
   assert np.all(np.isfinite(np.asarray(step_metrics["lagrangian"])))
   chex.assert_shape(state.avg, (1, *clean.shape))
+
+
+def test_downsampled_solve_is_the_solve_of_the_shrunk_image_enlarged():
+  config = dataclasses.replace(CONFIG, outer_iters=2, downsample=2)
+  y, key = _image(0)[:47], jax.random.key(3)  # an odd height rounds down: 23×24
+  result = jax.jit(lambda y: admm.dip_l0(y, key=key, config=config))(y)
+  small = admm.dip_l0(admm.shrink(y, 2), key=key, config=dataclasses.replace(config, downsample=1))
+  chex.assert_shape([result.output, result.v, result.f], y.shape)
+  chex.assert_shape(small.output, (23, 24, 3))
+  np.testing.assert_allclose(np.asarray(result.output),
+                             np.asarray(admm.enlarge(small.output, y.shape)), atol=1e-4)
+  # v is enlarged by nearest neighbour: it takes only the solve's values, so it stays flat.
+  assert set(np.unique(np.asarray(result.v))) <= set(np.unique(np.asarray(small.v)))
+  with pytest.raises(ValueError, match="identity operator"):
+    admm.dip_l0(y, key=key, config=config, operator=operators.BoxDownsample(2))

@@ -28,9 +28,19 @@ def test_dip_l0_defaults_are_the_papers():
 def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   s = settings(method="dip_l0", preset="fast")
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
-  assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (30, 10, 0.01, 0.8)
-  s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8)
+  assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (80, 10, 0.01, 0.8)
+  assert s["downsample"] == 2
+  s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1)
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
+  assert "downsample" not in s  # named only when not 1, so older runs' settings still match
+
+
+def test_downsample_flag_is_checked():
+  assert settings(method="dip_l0", downsample=3)["downsample"] == 3
+  with pytest.raises(common.UsageError, match="--downsample"):
+    settings(method="dip_l0", downsample=0)
+  with pytest.raises(common.UsageError, match="--task=denoise only"):
+    settings(method="dip_l0", preset="fast", task="sr")
 
 
 def test_dip_generator_flags():
