@@ -76,15 +76,16 @@ PRESETS = {
 
 def solve_shape(shape: tuple[int, ...], downsample: int) -> tuple[int, ...]:
   """(..., H, W, C) -> (..., H // downsample, W // downsample, C)."""
+  if not (isinstance(downsample, int) and downsample >= 1):
+    raise ValueError(f"downsample must be an integer ≥ 1, got {downsample!r}")
   *lead, h, w, c = shape
   return (*lead, h // downsample, w // downsample, c)
 
 
 def shrink(y: jax.Array, downsample: int) -> jax.Array:
   """(..., H, W, C) -> `solve_shape`, by antialiased linear interpolation."""
-  if downsample == 1:
-    return y
-  return jax.image.resize(y, solve_shape(y.shape, downsample), "linear", antialias=True)
+  small = solve_shape(y.shape, downsample)
+  return y if small == y.shape else jax.image.resize(y, small, "linear", antialias=True)
 
 
 def enlarge(x: jax.Array, shape: tuple[int, ...], method: str = "linear") -> jax.Array:
@@ -233,6 +234,8 @@ def iterate(state: AdmmState, y: jax.Array, operator: operators.Operator,
   this runs as fast as the unrolled scan and compiles in a fraction of its time. Stops after
   config.outer_iters iterations (counting those `state` already has). When y is split over
   devices by `sharding.shard_batch` (and `state` with it), each device runs its share.
+  It solves at y's size: for config.downsample > 1, pass `shrink(y, config.downsample)` here
+  and to `init_batch`, and `enlarge` the results (as `dip_l0` and the launchers do).
 
   Yields:
     (state, metrics), metrics holding (B,) arrays of `step`'s metrics.

@@ -120,3 +120,5 @@ def test_downsampled_solve_is_the_solve_of_the_shrunk_image_enlarged():
   assert set(np.unique(np.asarray(result.v))) <= set(np.unique(np.asarray(small.v)))
   with pytest.raises(ValueError, match="identity operator"):
     admm.dip_l0(y, key=key, config=config, operator=operators.BoxDownsample(2))
+  with pytest.raises(ValueError, match="downsample must be an integer"):
+    admm.shrink(y, 0)
