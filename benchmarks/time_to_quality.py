@@ -40,7 +40,7 @@ _PLOT = flags.DEFINE_string("plot", "benchmarks/results/time_to_quality.png", "P
 
 def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: float) -> dict:
   """Solve times (compile excluded) and PSNRs after each iteration of one image."""
-  y = _shrink(image[None], config.downsample)
+  y = admm.shrink(image[None], config.downsample)
   keys = jax.random.key(0)[None]
   start_state = admm.init_batch(keys, y, admm.IDENTITY, config)
   ends, psnrs = [], []
@@ -57,8 +57,7 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
           "input_psnr": float(metrics.psnr(image_io.quantize(image), gt))}
 
 
-_shrink = jax.jit(admm.shrink, static_argnums=1)
-_enlarge = jax.jit(admm.enlarge, static_argnums=1)
+_enlarge = jax.jit(admm.enlarge, static_argnums=1)  # called after every iteration
 
 
 def _compile_seconds(ends: list[float]) -> float:

@@ -319,29 +319,24 @@ def _generator_method(name: str, settings: dict, solver, config, total: int,
   (`admm.shrink`), reporting `outputs(state, the images' shape)`."""
 
   def init(images, keys):
-    images = _shrink(images, downsample)
-    operator, shape = _operator(images.shape[1:])
-    return solver.init_batch(keys, images, operator, config, shape=shape)
+    small = admm.shrink(images, downsample)
+    operator, shape = _operator(small.shape[1:])
+    return solver.init_batch(keys, small, operator, config, shape=shape)
 
   def solve(images, keys, state=None):
-    full = images.shape
-    start = init(images, keys) if state is None else state
-    images = _shrink(images, downsample)
-    operator, _ = _operator(images.shape[1:])
-    for state, step_metrics in solver.iterate(start, images, operator, config):
+    small = admm.shrink(images, downsample)
+    operator, shape = _operator(small.shape[1:])
+    start = state if state is not None else solver.init_batch(keys, small, operator, config,
+                                                              shape=shape)
+    for state, step_metrics in solver.iterate(start, small, operator, config):
       yield Progress(int(state.iteration[0]), total, _host(step_metrics),
-                     {k: np.asarray(v) for k, v in outputs(state, full).items()}, state)
+                     {k: np.asarray(v) for k, v in outputs(state, images.shape).items()}, state)
 
   return Method(name, settings, solve, config.generator.min_size * downsample, init,
                 _memory(config.generator, downsample))
 
 
-_shrink_jit = jax.jit(admm.shrink, static_argnums=1)
-_enlarge = jax.jit(admm.enlarge, static_argnums=(1, 2))
-
-
-def _shrink(images: jax.Array, downsample: int) -> jax.Array:
-  return images if downsample == 1 else _shrink_jit(images, downsample)
+_enlarge = jax.jit(admm.enlarge, static_argnums=(1, 2))  # called after every iteration
 
 
 def _memory(config: gen.GeneratorConfig, downsample: int = 1) -> Callable[[int, int], int]:
