@@ -62,6 +62,10 @@ _EMA = flags.DEFINE_float("ema", None, "dip/dip_l0: weight of the old average (0
 _DOWNSAMPLE = flags.DEFINE_integer(
     "downsample", None, "dip_l0: solve at 1/N of the height and width and enlarge the results "
     "(--task=denoise only; default: the preset's, 1 except fast's).")
+_FINISH_BETA = flags.DEFINE_float(
+    "finish_beta", None, "dip_l0: γ > 0 finishes the result by one full-resolution ℓ0 step, "
+    "argmin λ‖∇v‖₀ + ‖v − y‖² + γ/2‖v − average‖²; 0: the average itself (the paper's; "
+    "--task=denoise only; default: the preset's, 0 except fast's 0.75).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's).")
@@ -190,6 +194,8 @@ class Method:
       continues that solve; None starts one.
     min_size: the smallest height and width it accepts.
     init: (images, keys) -> the initial state of an iterative method; None for the others.
+    finish: (images, last Progress) -> the final outputs, applied once when a solve ends
+      (finished or stopped); None keeps the last Progress's.
   """
 
   name: str
@@ -198,6 +204,7 @@ class Method:
   min_size: int = 1
   init: Callable[[np.ndarray, jax.Array], object] | None = None
   memory: Callable[[int, int], int] | None = None  # (H, W) -> estimated peak bytes
+  finish: Callable[[np.ndarray, Progress], dict[str, np.ndarray]] | None = None
 
   def describe(self) -> str:
     """'name (key=value ...)' for the console."""
@@ -313,10 +320,10 @@ def _dip_method() -> Method:
 
 def _generator_method(name: str, settings: dict, solver, config, total: int,
                       outputs: Callable[[object, tuple], dict[str, jax.Array]],
-                      downsample: int = 1) -> Method:
+                      downsample: int = 1, finish: Callable | None = None) -> Method:
   """A Method for a generator-fitting solver module (`deep_image_prior` or `admm`): its
   `init_batch` and `iterate` under the --task operator on the images shrunk by `downsample`
-  (`admm.shrink`), reporting `outputs(state, the images' shape)`."""
+  (`admm.shrink`), reporting `outputs(state, the images' shape)` (see `Method` for finish)."""
 
   def init(images, keys):
     small = admm.shrink(images, downsample)
@@ -333,10 +340,11 @@ def _generator_method(name: str, settings: dict, solver, config, total: int,
                      {k: np.asarray(v) for k, v in outputs(state, images.shape).items()}, state)
 
   return Method(name, settings, solve, config.generator.min_size * downsample, init,
-                _memory(config.generator, downsample))
+                _memory(config.generator, downsample), finish)
 
 
 _enlarge = jax.jit(admm.enlarge, static_argnums=(1, 2))  # called after every iteration
+_finish = jax.jit(jax.vmap(admm.finish, in_axes=(0, 0, None)), static_argnums=2)
 
 
 def _memory(config: gen.GeneratorConfig, downsample: int = 1) -> Callable[[int, int], int]:
@@ -371,11 +379,16 @@ def _dip_l0_method() -> Method:
       beta=_value(_BETA, preset.beta), outer_iters=_value(_OUTER_ITERS, preset.outer_iters),
       inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(LR, preset.lr),
       ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step),
-      downsample=_value(_DOWNSAMPLE, preset.downsample))
+      downsample=_value(_DOWNSAMPLE, preset.downsample),
+      finish_beta=_value(_FINISH_BETA, preset.finish_beta))
   check_positive("beta", config.beta)
   check_positive("downsample", config.downsample)
+  check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":
     raise UsageError(f"--downsample={config.downsample} works with --task=denoise only")
+  if config.finish_beta > 0 and TASK.value != "denoise":
+    raise UsageError(f"--finish_beta={config.finish_beta:g} works with --task=denoise only "
+                     "(--finish_beta=0 turns it off)")
   check_positive("outer_iters", config.outer_iters)
   check_positive("inner_iters", config.inner_iters)
   check_positive("lr", config.lr)
@@ -385,15 +398,21 @@ def _dip_l0_method() -> Method:
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, **_generator_settings(config.generator)}
-  if config.downsample != 1:  # named only then, so that older runs' settings still match
+  # Named only when used, so that older runs' settings still match.
+  if config.downsample != 1:
     settings["downsample"] = config.downsample
+  if config.finish_beta > 0:
+    settings["finish_beta"] = config.finish_beta
 
   def outputs(state, shape):
     return {"output": _enlarge(state.avg, shape, "linear"),
             "v": _enlarge(state.v, shape, "nearest")}
 
+  def finish(images, last):
+    return {**last.outputs, "output": np.asarray(_finish(images, last.state.avg, config))}
+
   return _generator_method("dip_l0", settings, admm, config, config.outer_iters, outputs,
-                           config.downsample)
+                           config.downsample, finish if config.finish_beta > 0 else None)
 
 
 def _solver_name(step: admm.L0Step) -> str:
@@ -505,9 +524,9 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
   bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
   # Split the batch over this process's devices (padded to a multiple of their number).
   n, mesh = len(images), sharding.batch_mesh()
-  images, keys = sharding.shard_batch((images, keys), mesh)
+  sharded, keys = sharding.shard_batch((images, keys), mesh)
   state = None if state is None else sharding.shard_batch(state, mesh)
-  solve = method.solve(images, keys, state)
+  solve = method.solve(sharded, keys, state)
   with stop_on_ctrl_c() as stop:
     try:
       for last in solve:
@@ -516,9 +535,7 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
         bar.total = last.total
         entry = {"iteration": last.done, "seconds": round(time.perf_counter() - start, 3)}
         entry.update({k: v.tolist() for k, v in last.metrics.items()})
-        if gt is not None and last.outputs["output"].shape == gt.shape:
-          entry["psnr"] = [float(metrics.psnr(image_io.quantize(o), g))
-                           for o, g in zip(last.outputs["output"], gt, strict=True)]
+        entry.update(_psnr_entry(last, gt))
         log.append(entry)
         shown = {k: f"{np.mean(entry[k]):.4g}" for k in ("inner_loss", "loss", "psnr")
                  if k in entry}
@@ -536,4 +553,15 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
     raise UsageError("the checkpoint is of a finished run: remove it or drop --resume")
   if last is None:
     raise UsageError("interrupted before the first iteration finished: nothing to write")
+  if method.finish is not None:
+    last = dataclasses.replace(last, outputs=method.finish(images, last))
+    log[-1].update(_psnr_entry(last, gt), seconds=round(time.perf_counter() - start, 3))
   return last, log, interrupted
+
+
+def _psnr_entry(last: Progress, gt: np.ndarray | None) -> dict[str, list[float]]:
+  """{"psnr": per-image PSNR of the current output} when the ground truth fits it."""
+  if gt is None or last.outputs["output"].shape != gt.shape:
+    return {}
+  return {"psnr": [float(metrics.psnr(image_io.quantize(o), g))
+                   for o, g in zip(last.outputs["output"], gt, strict=True)]}

@@ -122,3 +122,44 @@ def test_downsampled_solve_is_the_solve_of_the_shrunk_image_enlarged():
     admm.dip_l0(y, key=key, config=config, operator=operators.BoxDownsample(2))
   with pytest.raises(ValueError, match="downsample must be an integer"):
     admm.shrink(y, 0)
+
+
+def _pairs_differing(v):
+  """#{4-neighbour pairs that differ in any channel}: Region Fusion's ‖∇v‖₀."""
+  return int(np.any(v[1:] != v[:-1], -1).sum() + np.any(v[:, 1:] != v[:, :-1], -1).sum())
+
+
+def test_finish_lowers_its_energy_and_is_off_at_zero():
+  config = dataclasses.replace(CONFIG, l0_step=l0_region_fusion.RegionFusionProx(50), lam=0.02,
+                               finish_beta=1.0)
+  y = _image(4)
+  avg = admm.shrink(np.clip(y + 0.1, 0, 1), 2)  # a coarse, biased estimate at half size
+  up = np.asarray(admm.enlarge(avg, y.shape))
+
+  def energy(v):
+    return (config.lam * _pairs_differing(v) + np.sum((v - y) ** 2)
+            + 0.5 * config.finish_beta * np.sum((v - up) ** 2))
+
+  out = np.asarray(jax.jit(admm.finish, static_argnums=2)(y, avg, config))
+  chex.assert_shape(out, y.shape)
+  assert energy(out) < 0.5 * min(energy(y), energy(up)), (energy(out), energy(y), energy(up))
+  # It weighs in the observation: closer to y than the biased estimate is.
+  assert np.abs(out - y).mean() < 0.6 * np.abs(up - y).mean()
+  off = admm.finish(y, avg, dataclasses.replace(config, finish_beta=0.0))
+  np.testing.assert_array_equal(np.asarray(off), up)
+
+
+def test_dip_l0_reports_the_finished_average():
+  config = dataclasses.replace(CONFIG, outer_iters=2, downsample=2, finish_beta=1.0)
+  y, key = _image(5), jax.random.key(4)
+  result = admm.dip_l0(y, key=key, config=config)
+  plain = admm.dip_l0(y, key=key, config=dataclasses.replace(config, finish_beta=0.0))
+  small = admm.dip_l0(admm.shrink(y, 2), key=key,
+                      config=dataclasses.replace(config, downsample=1, finish_beta=0.0))
+  np.testing.assert_allclose(np.asarray(result.output),
+                             np.asarray(admm.finish(y, small.output, config)), atol=1e-4)
+  np.testing.assert_array_equal(np.asarray(result.v), np.asarray(plain.v))
+  assert np.abs(np.asarray(result.output) - np.asarray(plain.output)).max() > 1e-3
+  with pytest.raises(ValueError, match="identity operator"):
+    admm.dip_l0(y, key=key, operator=operators.Mask(np.ones((48, 48, 1), np.float32)),
+                config=dataclasses.replace(config, downsample=1))

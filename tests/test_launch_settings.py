@@ -29,10 +29,12 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   s = settings(method="dip_l0", preset="fast")
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
   assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (80, 10, 0.01, 0.8)
-  assert s["downsample"] == 2
-  s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1)
+  assert (s["downsample"], s["finish_beta"]) == (2, 0.75)
+  s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1,
+               finish_beta=0.0)
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
-  assert "downsample" not in s  # named only when not 1, so older runs' settings still match
+  # Named only when used, so that older runs' settings still match.
+  assert "downsample" not in s and "finish_beta" not in s
 
 
 def test_downsample_flag_is_checked():
@@ -41,6 +43,14 @@ def test_downsample_flag_is_checked():
     settings(method="dip_l0", downsample=0)
   with pytest.raises(common.UsageError, match="--task=denoise only"):
     settings(method="dip_l0", preset="fast", task="sr")
+
+
+def test_finish_beta_flag_is_checked():
+  assert settings(method="dip_l0", finish_beta=0.5)["finish_beta"] == 0.5
+  with pytest.raises(common.UsageError, match="--finish_beta"):
+    settings(method="dip_l0", finish_beta=-1.0)
+  with pytest.raises(common.UsageError, match="--finish_beta=1 works with --task=denoise"):
+    settings(method="dip_l0", finish_beta=1.0, task="sr")
 
 
 def test_dip_generator_flags():
