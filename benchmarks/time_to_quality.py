@@ -49,6 +49,7 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
   ends, finishes, psnrs = [], [], []
   uncounted, start = 0.0, time.perf_counter()
   for state, _ in admm.iterate(start_state, y, admm.IDENTITY, config):
+    jax.block_until_ready(state)  # the steps run asynchronously
     solved = time.perf_counter()
     out = np.asarray(_finish(image, state.avg[0], config))
     finished = time.perf_counter()
