@@ -50,8 +50,9 @@ _BACKGROUND = flags.DEFINE_list(
     "background", ["0", "0", "0"], "RGB in [0, 1] that transparent pixels are composited over.")
 # DIP and DIP-ℓ0.
 _PRESET = flags.DEFINE_enum(
-    "preset", "nks", sorted(admm.PRESETS), "dip_l0 settings of the paper (nks: β=2.25, "
-    "clipart: β=2.0); the flags below override them.")
+    "preset", "nks", sorted(admm.PRESETS), "dip_l0 settings: the paper's (nks: β=2.25, "
+    "clipart: β=2.0) or fast (ours: half resolution, small generator, finishing step); the "
+    "flags below override them.")
 _BETA = flags.DEFINE_float("beta", None, "dip_l0: ADMM penalty β (default: the preset's).")
 _OUTER_ITERS = flags.DEFINE_integer("outer_iters", None, "dip_l0: ADMM iterations (100).")
 _INNER_ITERS = flags.DEFINE_integer("inner_iters", None, "dip_l0: Adam steps per iteration (25).")
@@ -190,8 +191,8 @@ class Method:
     name: the --method value.
     settings: the parameters that define its output (printed and logged).
     solve: (images (B, H, W, C) float32 in [0, 1], keys (B,), state) -> iterator of
-      Progress; the last one holds the final results. A state from `init` (or a checkpoint)
-      continues that solve; None starts one.
+      Progress; the last one holds the final results (after `finish`, if any). A state from
+      `init` (or a checkpoint) continues that solve; None starts one.
     min_size: the smallest height and width it accepts.
     init: (images, keys) -> the initial state of an iterative method; None for the others.
     finish: (images, last Progress) -> the final outputs, applied once when a solve ends
@@ -385,7 +386,8 @@ def _dip_l0_method() -> Method:
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":
-    raise UsageError(f"--downsample={config.downsample} works with --task=denoise only")
+    raise UsageError(f"--downsample={config.downsample} works with --task=denoise only "
+                     "(--downsample=1 turns it off)")
   if config.finish_beta > 0 and TASK.value != "denoise":
     raise UsageError(f"--finish_beta={config.finish_beta:g} works with --task=denoise only "
                      "(--finish_beta=0 turns it off)")
@@ -517,7 +519,9 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
     state: a state to continue from (see `Method.solve`), with `log` its log so far.
 
   Returns:
-    (last progress, per-chunk log entries, whether the user interrupted the run).
+    (last progress, per-chunk log entries, whether the user interrupted the run). With
+    `method.finish`, the last progress holds the finished outputs, and the last log entry
+    their PSNR and the seconds including the finishing step.
   """
   log, last = list(log or []), None
   start = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)

@@ -147,6 +147,22 @@ def test_finish_lowers_its_energy_and_is_off_at_zero():
   assert np.abs(out - y).mean() < 0.6 * np.abs(up - y).mean()
   off = admm.finish(y, avg, dataclasses.replace(config, finish_beta=0.0))
   np.testing.assert_array_equal(np.asarray(off), up)
+  for bad in (-1.0, float("nan")):
+    with pytest.raises(ValueError, match="finish_beta must be finite"):
+      admm.finish(y, avg, dataclasses.replace(config, finish_beta=bad))
+
+
+def test_finish_hands_the_l0_step_the_weighted_mean_and_weight():
+  # A stub ℓ0 step that returns its arguments shows what finish passes it:
+  # argmin λC + ‖v − y‖² + γ/2‖v − a‖² is the step of (y + γ/2·a)/(1 + γ/2), weight λ/(1 + γ/2).
+  def step(x, weight):
+    return (x, weight)
+
+  config = admm.DipL0Config(lam=0.03, finish_beta=3.0, l0_step=step)
+  y, a = np.full((4, 6, 3), 0.2, np.float32), np.full((4, 6, 3), 0.8, np.float32)
+  x, weight = admm.finish(y, a, config)
+  np.testing.assert_allclose(np.asarray(x), (0.2 + 1.5 * 0.8) / 2.5, rtol=1e-6)
+  np.testing.assert_allclose(float(weight), 0.03 / 2.5, rtol=1e-6)
 
 
 def test_dip_l0_reports_the_finished_average():
@@ -160,6 +176,12 @@ def test_dip_l0_reports_the_finished_average():
                              np.asarray(admm.finish(y, small.output, config)), atol=1e-4)
   np.testing.assert_array_equal(np.asarray(result.v), np.asarray(plain.v))
   assert np.abs(np.asarray(result.output) - np.asarray(plain.output)).max() > 1e-3
+  # At full resolution too (downsample 1): the plain solve's average, finished.
+  full = dataclasses.replace(config, downsample=1)
+  finished = admm.dip_l0(y, key=key, config=full)
+  unfinished = admm.dip_l0(y, key=key, config=dataclasses.replace(full, finish_beta=0.0))
+  np.testing.assert_allclose(np.asarray(finished.output),
+                             np.asarray(admm.finish(y, unfinished.output, full)), atol=1e-4)
   with pytest.raises(ValueError, match="identity operator"):
     admm.dip_l0(y, key=key, operator=operators.Mask(np.ones((48, 48, 1), np.float32)),
-                config=dataclasses.replace(config, downsample=1))
+                config=full)

@@ -219,10 +219,12 @@ def test_run_dip_l0_finish_writes_and_scores_the_finished_result(tmp_path):
   _save(str(tmp_path / "gt.png"), clean)
   proc = _launch("launch.run", "--method=dip_l0", "--image=in.png", "--gt=gt.png",
                  "--output=o.png", "--channels=8", "--scales=2", "--outer_iters=2",
-                 "--inner_iters=2", "--finish_beta=1", cwd=tmp_path)
+                 "--inner_iters=2", "--finish_beta=1", "--downsample=2", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   out = np.asarray(Image.open(tmp_path / "o.png"))
-  # Finished by a Region Fusion step (the preset's): flat regions, unlike a DIP average.
+  # Solved at 16×20, finished at 32×40 by a Region Fusion step (the preset's): flat regions,
+  # unlike a DIP average.
+  assert out.shape == (32, 40, 3)
   assert len(np.unique(out.reshape(-1, 3), axis=0)) < 0.1 * out.shape[0] * out.shape[1]
   with open(tmp_path / "o_log.json") as f:
     log = json.load(f)

@@ -22,6 +22,8 @@ def test_dip_l0_defaults_are_the_papers():
   assert (s["lambda_"], s["beta"], s["outer_iters"], s["inner_iters"]) == (0.025, 2.25, 100, 25)
   assert (s["lr"], s["ema"]) == (1e-3, 0.9)
   assert settings(method="dip_l0", preset="clipart")["l0_solver"] == "region_fusion"
+  for preset in ("nks", "clipart"):  # the paper's output, the average itself: no finishing
+    assert "finish_beta" not in settings(method="dip_l0", preset=preset)
   assert settings(method="dip_l0", l0_solver="fft")["l0_solver"] == "fft"
 
 
