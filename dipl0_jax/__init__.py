@@ -2,9 +2,9 @@
 
 from dipl0_jax import xla_flags
 
-xla_flags.use_xla_convolutions()
+xla_flags.apply()
 
-# ruff: noqa: E402 (the XLA setting above must come before anything can start JAX)
+# ruff: noqa: E402 (the XLA settings above must come before anything can start JAX)
 from dipl0_jax.admm import DipL0Config, DipL0Result, dip_l0
 from dipl0_jax.applications import abstraction, detail_magnification, gaussian_blur
 from dipl0_jax.deep_image_prior import DipConfig, DipResult, dip

@@ -1,16 +1,23 @@
-"""The XLA CPU setting the library applies for speed when it is imported.
+"""The XLA CPU settings the library applies when it is imported: speed and reproducibility.
 
-XLA's CPU backend (jaxlib 0.10) hands convolutions to YNNPACK by default. On this project's
-2-core CPU that runs the generator's convolutions several times slower than XLA's own kernels:
-`benchmarks/profile_step.py` found a single 3×3 convolution at 256×256 taking 103 ms of a
-592 ms Adam step (32 channels; 348 ms per step without YNNPACK), and
-`benchmarks/dip_l0_benchmark.py` gives 5.6 s per Adam step of the paper's network at 512×384
-without it, 26.6 s with it (README "Performance"). `fan2018`'s network runs about 15% slower
-without YNNPACK; the generator's gain is far larger. So, unless the user's XLA_FLAGS already
-choose, YNNPACK fusions are switched off with `--xla_cpu_experimental_ynn_fusion_type=`.
+1. `--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK fusions). XLA's CPU backend (jaxlib
+   0.10) hands convolutions to YNNPACK by default. On this project's 2-core CPU that runs the
+   generator's convolutions several times slower than XLA's own kernels:
+   `benchmarks/profile_step.py` found a single 3×3 convolution at 256×256 taking 103 ms of a
+   592 ms Adam step (32 channels; 348 ms per step without YNNPACK), and
+   `benchmarks/dip_l0_benchmark.py` gives 5.6 s per Adam step of the paper's network at
+   512×384 without it, 26.6 s with it (README "Performance"). `fan2018`'s network runs about
+   15% slower without YNNPACK; the generator's gain is far larger.
+2. `--xla_cpu_multi_thread_eigen=false`. With it on (the default) XLA's CPU FFT lets DUCC split
+   a large transform over threads, and the rounding then depends on the split: the same jitted
+   `l0_smooth` on the same 640×480 image returned a different result (up to 0.03) in 7 of 30
+   calls on 2 cores, and none in 30 with the flag off or on one core. Off, the FFT runs on one
+   thread; convolutions and matrix products stay multi-threaded, and no step measured slower
+   (README "Performance").
 
-XLA reads XLA_FLAGS once, when JAX starts its first backend: import dipl0_jax before running
-any JAX computation, or set the flag yourself.
+Each is added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS once, when JAX
+starts its first backend: import dipl0_jax before running any JAX computation, or set the
+flags yourself.
 """
 
 import os
@@ -18,8 +25,11 @@ import warnings
 
 import jaxlib
 
-FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-# The oldest jaxlib measured with the flag; older ones abort on flags they do not know.
+FLAGS = {
+    "--xla_cpu_experimental_ynn_fusion_type": "",
+    "--xla_cpu_multi_thread_eigen": "false",
+}
+# The oldest jaxlib measured with the flags; older ones abort on flags they do not know.
 _MIN_JAXLIB = (0, 10)
 
 
@@ -35,19 +45,23 @@ def _backend_started() -> bool:
     return False
 
 
-def use_xla_convolutions() -> bool:
-  """Adds `FLAG=` (no YNNPACK fusions) to XLA_FLAGS; True if it did.
+def apply() -> list[str]:
+  """Adds each of `FLAGS` that XLA_FLAGS do not name yet; returns the `name=value`s it added.
 
-  Leaves XLA_FLAGS alone when they already name the flag or jaxlib is older than 0.10, and
-  warns when JAX's backend has already started (the flag would have no effect).
+  Adds nothing when jaxlib is older than 0.10, and warns instead of adding when JAX's backend
+  has already started (the flags would have no effect).
   """
   flags = os.environ.get("XLA_FLAGS", "")
-  if FLAG.lstrip("-") in flags or _jaxlib_version() < _MIN_JAXLIB:
-    return False
+  if _jaxlib_version() < _MIN_JAXLIB:
+    return []
+  missing = [f"{name}={value}" for name, value in FLAGS.items()
+             if name.lstrip("-") not in flags]
+  if not missing:
+    return []
   if _backend_started():
     warnings.warn("dipl0_jax was imported after JAX started: its convolutions may run several "
-                  f"times slower. Import dipl0_jax first, or set XLA_FLAGS={FLAG}=",
-                  stacklevel=3)
-    return False
-  os.environ["XLA_FLAGS"] = f"{flags} {FLAG}=".strip()
-  return True
+                  "times slower and its FFTs may not repeat exactly. Import dipl0_jax first, "
+                  f"or set XLA_FLAGS='{' '.join(missing)}'", stacklevel=3)
+    return []
+  os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
+  return missing
