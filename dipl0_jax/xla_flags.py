@@ -13,7 +13,7 @@
    `l0_smooth` on the same 640×480 image returned a different result (up to 0.03) in 7 of 30
    calls on 2 cores, and none in 30 with the flag off or on one core. Off, the FFT runs on one
    thread; convolutions and matrix products stay multi-threaded, and no step measured slower
-   (README "Performance").
+   beyond this machine's noise (README "Performance").
 
 Each is added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS once, when JAX
 starts its first backend: import dipl0_jax before running any JAX computation, or set the
