@@ -29,8 +29,8 @@ FLAGS = {
     "--xla_cpu_experimental_ynn_fusion_type": "",
     "--xla_cpu_multi_thread_eigen": "false",
 }
-# The oldest jaxlib measured with the flags; older ones abort on flags they do not know.
-_MIN_JAXLIB = (0, 10)
+# The oldest jaxlib measured with each flag; older ones abort on flags they do not know.
+_MIN_JAXLIB = {"--xla_cpu_experimental_ynn_fusion_type": (0, 10)}
 
 
 def _jaxlib_version() -> tuple[int, ...]:
@@ -45,23 +45,28 @@ def _backend_started() -> bool:
     return False
 
 
+def _named(flags: str) -> set[str]:
+  """The flag names an XLA_FLAGS string sets, with their leading dashes."""
+  return {"--" + token.split("=", 1)[0].lstrip("-") for token in flags.split()}
+
+
 def apply() -> list[str]:
   """Adds each of `FLAGS` that XLA_FLAGS do not name yet; returns the `name=value`s it added.
 
-  Adds nothing when jaxlib is older than 0.10, and warns instead of adding when JAX's backend
+  Skips a flag that this jaxlib is too old for, and warns instead of adding when JAX's backend
   has already started (the flags would have no effect).
   """
   flags = os.environ.get("XLA_FLAGS", "")
-  if _jaxlib_version() < _MIN_JAXLIB:
-    return []
+  named, version = _named(flags), _jaxlib_version()
   missing = [f"{name}={value}" for name, value in FLAGS.items()
-             if name.lstrip("-") not in flags]
+             if name not in named and version >= _MIN_JAXLIB.get(name, (0,))]
   if not missing:
     return []
   if _backend_started():
-    warnings.warn("dipl0_jax was imported after JAX started: its convolutions may run several "
-                  "times slower and its FFTs may not repeat exactly. Import dipl0_jax first, "
-                  f"or set XLA_FLAGS='{' '.join(missing)}'", stacklevel=3)
+    warnings.warn(f"dipl0_jax was imported after JAX started, so it could not add "
+                  f"{' '.join(missing)} to XLA_FLAGS (see dipl0_jax/xla_flags.py: speed and "
+                  "repeatable FFTs). Import dipl0_jax first, or add them yourself.",
+                  stacklevel=3)
     return []
   os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
   return missing
