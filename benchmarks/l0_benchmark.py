@@ -22,9 +22,10 @@ def main(argv):
   try:
     import cv2
     cv2.setNumThreads(-1)  # its default thread count, all cores as XLA (0 would be one)
-    opencv = cv2.ximgproc.l0Smooth
+    opencv, opencv_version = cv2.ximgproc.l0Smooth, cv2.__version__
+    print(f"OpenCV {opencv_version}, {cv2.getNumThreads()} threads")
   except (ImportError, AttributeError):
-    opencv = None
+    opencv = opencv_version = None
     print("OpenCV contrib not installed (pip install -e .[bench]): timing JAX only")
   lam, kappa = _LAMBDA.value, _KAPPA.value
   rows = []
@@ -48,7 +49,7 @@ def main(argv):
     print(f"{w:>5}×{h:<4} {compile_s:10.2f} {jax_s:8.3f} {rf_s:8.3f} {ocv}")
   timing.write_json(_JSON.value, {"machine": timing.machine(), "lambda": lam, "kappa": kappa,
                                   "num_passes": _PASSES.value, "repeats": _REPEATS.value,
-                                  "rows": rows})
+                                  "opencv": opencv_version, "rows": rows})
 
 
 if __name__ == "__main__":
