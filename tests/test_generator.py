@@ -71,8 +71,9 @@ def test_batch_norm_gradient_equals_autodiff_of_its_formula():
 
 
 @pytest.mark.parametrize("shape,kernel,stride", [((2, 9, 8, 3), 3, 2), ((1, 12, 13, 4), 3, 2),
-                                                 ((1, 11, 10, 2), 5, 3), ((1, 8, 8, 3), 1, 2)])
-def test_strided_conv_values_and_gradients_equal_xla(shape, kernel, stride):
+                                                 ((1, 11, 10, 2), 5, 3), ((1, 8, 8, 3), 1, 2),
+                                                 ((2, 5, 7, 6), 1, 1)])
+def test_custom_convs_values_and_gradients_equal_xla(shape, kernel, stride):
   keys = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(keys[0], shape)
   k = jax.random.normal(keys[1], (kernel, kernel, shape[-1], 5))
@@ -81,7 +82,10 @@ def test_strided_conv_values_and_gradients_equal_xla(shape, kernel, stride):
     return jax.lax.conv_general_dilated(x, k, (stride, stride), "VALID",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-  ours = jax.vjp(lambda x, k: gen.strided_conv(x, k, stride), x, k)
+  if stride == 1:
+    ours = jax.vjp(gen.pointwise_conv, x, k)
+  else:
+    ours = jax.vjp(lambda x, k: gen.strided_conv(x, k, stride), x, k)
   reference = jax.vjp(xla, x, k)
   np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5, atol=1e-5)
   dy = jax.random.normal(keys[2], reference[0].shape)
@@ -89,16 +93,32 @@ def test_strided_conv_values_and_gradients_equal_xla(shape, kernel, stride):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_generator_gradient_through_strided_convs_equals_plain_convs():
+def test_generator_gradient_through_custom_convs_equals_plain_convs():
   config = gen.GeneratorConfig().resized(4, 3)
   z = gen.input_noise(jax.random.key(0), 19, 21, config)[None]
   net = gen.SkipNet(config)
   params = net.init(jax.random.key(1), z)
 
   def loss(params, conv):
-    with mock.patch.object(gen, "_flax_strided_conv", conv):
+    with mock.patch.object(gen, "_flax_conv", conv):
       return jnp.sum(jnp.sin(net.apply(params, z)))
 
-  ours = jax.grad(loss)(params, gen._flax_strided_conv)
+  ours = jax.grad(loss)(params, gen._flax_conv)
   reference = jax.grad(loss)(params, None)
   chex.assert_trees_all_close(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 5, 4, 3), (1, 7, 9, 1)])
+def test_upsample2_values_and_gradient_equal_image_resize(shape, method):
+  x = jax.random.normal(jax.random.key(0), shape)
+  n, h, w, c = shape
+
+  def resize(x):
+    return jax.image.resize(x, (n, 2 * h, 2 * w, c), method)
+
+  ours = jax.vjp(lambda x: gen.upsample2(x, method), x)
+  reference = jax.vjp(resize, x)
+  np.testing.assert_allclose(ours[0], reference[0], rtol=1e-6, atol=1e-6)
+  dy = jax.random.normal(jax.random.key(1), reference[0].shape)
+  np.testing.assert_allclose(ours[1](dy)[0], reference[1](dy)[0], rtol=1e-5, atol=1e-5)
