@@ -8,8 +8,8 @@ reductions and elementwise fusions. Prints milliseconds per step for each kind a
 operations, and writes JSON.
 
 Convolutions are timed apart: XLA's CPU runtime runs them asynchronously on its thread pool,
-and the trace's convolution events cover only their launch (about 30 ms of a 1.2 s step at
-128 channels, 256²). Each convolution of the optimised HLO is therefore re-run on its own, as
+and the trace's convolution events cover only their launch (23 ms of a 1.16 s step at 128
+channels, 256²). Each convolution of the optimised HLO is therefore re-run on its own, as
 a jitted `lax.conv_general_dilated` with the same shapes, window and dimension labels, and its
 median time is what the table lists for it.
 

@@ -256,7 +256,7 @@ def upsample2(x: jax.Array, method: str) -> jax.Array:
   Bilinear equals `jax.image.resize` and PyTorch's `align_corners=False` upsampling (to float
   rounding) as two two-tap stencils, out[2i] = ¼x[i−1] + ¾x[i], out[2i+1] = ¾x[i] + ¼x[i+1]:
   `jax.image.resize` multiplies by dense interpolation matrices, which with its transposes
-  took 1.3–2.2× as long, forward and backward (128² to 256² at 32 and 128 channels).
+  took 1.3–2.2× as long, forward and backward (64² and 128² inputs, 32 and 128 channels).
   """
   if method == "nearest":
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
