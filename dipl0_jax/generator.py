@@ -108,14 +108,17 @@ pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
 
 def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                dimension_numbers=None, feature_group_count=1, precision=None):
-  """`strided_conv` or `pointwise_conv` in `lax.conv_general_dilated`'s signature, for
-  `nn.Conv` (NHWC, HWIO)."""
-  del dimension_numbers, precision  # nn.Conv's NHWC/HWIO and default precision
+  """`lax.conv_general_dilated` for `nn.Conv` (NHWC, HWIO), through `strided_conv` when the
+  stride is > 1 and `pointwise_conv` when the kernel is 1×1."""
+  if window_strides[0] == 1 and rhs.shape[:2] != (1, 1):
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                        rhs_dilation, dimension_numbers, feature_group_count,
+                                        precision=precision)
   assert feature_group_count == 1 and window_strides[0] == window_strides[1]
   assert all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
   if padding != "VALID":  # explicit zero padding, ((top, bottom), (left, right))
     lhs = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
-  if window_strides[0] == 1 and rhs.shape[:2] == (1, 1):
+  if window_strides[0] == 1:
     return pointwise_conv(lhs, rhs)
   return strided_conv(lhs, rhs, window_strides[0])
 
@@ -140,8 +143,7 @@ class Conv(nn.Module):
     return nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                    padding=padding, kernel_init=_torch_uniform(fan_in),
                    bias_init=_torch_uniform(fan_in),
-                   conv_general_dilated=(_flax_conv if self.stride > 1 or self.kernel == 1
-                                         else None))(x)
+                   conv_general_dilated=_flax_conv)(x)
 
 
 def _stats(x: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
