@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from launch import huge_pages
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -389,3 +391,21 @@ def test_figures_from_run_and_evaluate(tmp_path):
   grid = Image.open(tmp_path / "figs" / "l0_nks_grid.png")
   assert grid.height > grid.width / 3  # two rows of three panels
   assert Image.open(tmp_path / "figs" / "l0_nks_psnr.png").width > 100
+
+
+def test_module_commands_restart_once_with_glibc_huge_pages(tmp_path):
+  env = {k: v for k, v in _env().items() if k != "GLIBC_TUNABLES"}
+  for tunables, expected in ((None, "glibc.malloc.hugetlb=1"),
+                             ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),
+                             ("glibc.malloc.trim_threshold=1", "glibc.malloc.trim_threshold=1"
+                              ":glibc.malloc.hugetlb=1")):
+    run_env = env if tunables is None else dict(env, GLIBC_TUNABLES=tunables)
+    proc = subprocess.run([sys.executable, "-m", "launch"], cwd=tmp_path, env=run_env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"GLIBC_TUNABLES={expected}\n" in proc.stdout
+    assert "transparent huge pages: " in proc.stdout
+  # A program that imports the package is left alone: restart() returns and changes nothing.
+  before = dict(os.environ)
+  huge_pages.restart()
+  assert os.environ == before
