@@ -3,7 +3,7 @@
 XLA's CPU runtime allocates the temporary buffers of every call of a jitted function afresh,
 in one block (118 MB for a 32-channel DIP Adam step at 256×256), and glibc's malloc maps a
 block that large from the kernel on each call and unmaps it after. Every step thus touches
-fresh memory, which the kernel faults in and zeroes 4 KiB at a time: 29,000 page faults per
+fresh memory, which the kernel faults in and zeroes 4 KiB at a time: 28,900 page faults per
 such step on this project's machine. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35)
 makes malloc ask for transparent huge pages (2 MiB) for the blocks it maps, which the kernel
 honours when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or `always`: about 250
@@ -14,8 +14,8 @@ glibc reads the tunable once, when the process starts, so the package `__init__`
 and `benchmarks` call `restart()`: while Python is still locating the `-m` module, before
 anything heavy is imported or printed, it re-executes the same command line with the tunable
 added. `GLIBC_TUNABLES` that already name glibc.malloc.hugetlb are left alone (set it to 0 to
-opt out). `python -m launch` prints what is in effect. Programs that import
-dipl0_jax themselves get the same speed by starting Python with the variable set.
+opt out). `python -m launch` prints what is in effect. Programs that import dipl0_jax
+themselves get the same speed by starting Python with the variable set.
 """
 
 import os
