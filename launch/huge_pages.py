@@ -7,7 +7,7 @@ fresh memory, which the kernel faults in and zeroes 4 KiB at a time: 28,900 page
 such step on this project's machine. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35)
 makes malloc ask for transparent huge pages (2 MiB) for the blocks it maps, which the kernel
 honours when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or `always`: about 250
-faults per step. Alternated fresh processes (README "Performance") took 0.79–0.88× the time
+faults per step. Alternated fresh processes (README "Performance") took 0.79–0.91× the time
 per Adam step and 0.87–0.91× per `--preset=fast` run, with identical outputs.
 
 glibc reads the tunable once, when the process starts, so the package `__init__`s of `launch`
