@@ -7,10 +7,13 @@ on (H, W, C) images with periodic boundaries. Each step alternates
 and β ← κβ from β₀ = 2λ while β < β_max.
 """
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+
+from dipl0_jax import sharding
 
 
 def _difference_spectrum(h: int, w: int) -> jax.Array:
@@ -106,6 +109,22 @@ def l0_smooth(
 
   _, s = jax.lax.while_loop(cond, body, (2 * lam, planes))
   return jnp.transpose(s, (1, 2, 0))
+
+
+@functools.partial(jax.jit, static_argnames=("kappa", "beta_max", "mesh"))
+def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kappa: float = 2.0,
+                    beta_max: float = 1e5, mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+  """`l0_smooth` of each image of a (B, H, W, C) batch, split over `mesh` (`sharding`).
+
+  Jitted; through `sharding.batch_map`, so on CPU a device's share is solved image by image in
+  one program: equal to one image at a time bit for bit, and 0.98–1.17× as fast per image at
+  batch 4 (512×384, 2 cores), where `jax.vmap` (larger FFTs over the whole batch) took
+  0.76–0.86× (`benchmarks.throughput`). It compiles once per image of a device's share.
+  """
+  def smooth(x, lam):
+    return l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max)
+
+  return sharding.batch_map(smooth, mesh, (0, None))(images, lam)
 
 
 def l0_prox(

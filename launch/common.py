@@ -22,6 +22,7 @@ from dipl0_jax import (
   deep_image_prior,
   fan_training,
   image_io,
+  l0_fft,
   l0_region_fusion,
   metrics,
   operators,
@@ -243,13 +244,12 @@ def _l0_method() -> Method:
                   solve)
 
   kappa, beta_max = _KAPPA.value, _BETA_MAX.value
-  batch = jax.jit(jax.vmap(
-      lambda x, lam: dipl0_jax.l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max),
-      in_axes=(0, None)))
 
   def solve(images, keys, state=None):
     del keys, state  # deterministic, one pass
-    yield Progress(1, 1, {}, {"output": np.asarray(batch(images, lam))})
+    output = l0_fft.l0_smooth_batch(images, lam=lam, kappa=kappa, beta_max=beta_max,
+                                    mesh=sharding.mesh_of(images))
+    yield Progress(1, 1, {}, {"output": np.asarray(output)})
 
   return Method("l0", {"l0_solver": "fft", "lambda_": lam, "kappa": kappa,
                        "beta_max": beta_max}, solve)

@@ -91,6 +91,15 @@ def test_batch_equals_loop():
     np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(single), atol=1e-5)
 
 
+def test_smooth_batch_equals_one_image_at_a_time_exactly():
+  # The launchers' batches: image by image on CPU, so a batch changes no output bit.
+  images = np.stack([_test_image((24, 20, 3), seed=s) for s in range(3)])
+  batch = np.asarray(l0_fft.l0_smooth_batch(images, lam=0.02))
+  one = jax.jit(lambda x, lam: dipl0_jax.l0_smooth(x, lam=lam))
+  for image, out in zip(images, batch, strict=True):
+    np.testing.assert_array_equal(np.asarray(one(image, 0.02)), out)
+
+
 def test_zero_lambda_returns_input():
   image = _test_image((16, 20, 3))
   np.testing.assert_array_equal(np.asarray(dipl0_jax.l0_smooth(image, lam=0.0)), image)
