@@ -117,9 +117,10 @@ def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kapp
   """`l0_smooth` of each image of a (B, H, W, C) batch, split over `mesh` (`sharding`).
 
   Jitted; through `sharding.batch_map`, so on CPU a device's share is solved image by image in
-  one program: equal to one image at a time bit for bit, and 0.98–1.17× as fast per image at
-  batch 4 (512×384, 2 cores), where `jax.vmap` (larger FFTs over the whole batch) took
-  0.76–0.86× (`benchmarks.throughput`). It compiles once per image of a device's share.
+  one program: equal to one image at a time bit for bit, and 0.91–1.33× as fast per image at
+  batches 2 and 4 (512×384, 2 cores), where `jax.vmap` (larger FFTs over the whole batch)
+  took 0.76–0.86× at batch 4 (`benchmarks.throughput`). It compiles once per image of a
+  device's share.
   """
   def smooth(x, lam):
     return l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max)
