@@ -29,10 +29,10 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> f
   return statistics.median(times)
 
 
-def compile_seconds(jitted, *args) -> tuple[Callable, float]:
-  """(jitted lowered and compiled for args, the seconds that took)."""
+def compile_seconds(jitted, *args, **kwargs) -> tuple[Callable, float]:
+  """(jitted lowered and compiled for args and kwargs, the seconds that took)."""
   start = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
+  compiled = jitted.lower(*args, **kwargs).compile()
   return compiled, time.perf_counter() - start
 
 
