@@ -1,7 +1,7 @@
 """PSNR against seconds per image for DIP-ℓ0 presets, on full-size NKS validation images.
 
   python -m benchmarks.time_to_quality --data_dir=../shared/data/nks [--presets=fast]
-      [--seconds=120] [--limit=N] [--json=...] [--plot=...]
+      [--seconds=120] [--limit=N] [--score_every=1] [--json=...] [--plot=...]
 
 Runs each preset on the first validation image of every structure that has ground truth
 (`launch.datasets.one_per_structure`, the first --limit of them) and scores the reported
@@ -9,9 +9,9 @@ output (the 8-bit `admm.finish` of the moving average: enlarged to full size whe
 solves at a lower resolution, and refined when it has a finishing step) after every ADMM
 iteration. Nothing in an ADMM iteration depends on the planned number of iterations, so the
 score after iteration k is exactly what `--outer_iters=k` gives: one run traces the whole
-curve. The seconds of iteration k are the solve's up to k plus one finishing step (the
-finishing steps of earlier iterations and the scoring are not counted). A run stops at the
-preset's iteration count or when its seconds pass --seconds.
+curve (every --score_every-th point of it). The seconds of iteration k are the solve's up to
+k plus one finishing step (the finishing steps of earlier iterations and the scoring are not
+counted). A run stops at the preset's iteration count or when its seconds pass --seconds.
 
 Seconds exclude compilation, which happens once per image size and preset and is then kept
 in the persistent compilation cache: the first iteration's time, minus the second's, is
@@ -34,34 +34,42 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data/nks", "NKS dataset f
 _PRESETS = flags.DEFINE_list("presets", ["fast"], "DIP-ℓ0 presets (admm.PRESETS).")
 _SECONDS = flags.DEFINE_float("seconds", 120.0, "Most solve seconds per image and preset.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images of the subset.")
+_EVERY = flags.DEFINE_integer("score_every", 1, "Finish and score every N-th iteration (and "
+                              "the last): the finishing steps are not timed, but take time.")
 _MARKS = flags.DEFINE_list("marks", ["15", "30", "60", "90", "120"],
                            "Seconds at which the table reports the mean PSNR.")
 _JSON = flags.DEFINE_string("json", "benchmarks/results/time_to_quality.json", "JSON output.")
 _PLOT = flags.DEFINE_string("plot", "benchmarks/results/time_to_quality.png", "PNG output.")
 
 
-def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: float) -> dict:
-  """Solve times (compile excluded) and PSNRs after each iteration of one image."""
+def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: float,
+           every: int = 1) -> dict:
+  """Solve times (compile excluded) and PSNRs after every `every`-th iteration of one image."""
   y = admm.shrink(image[None], config.downsample)
   keys = jax.random.key(0)[None]
   start_state = admm.init_batch(keys, y, admm.IDENTITY, config)
   jax.block_until_ready(_finish(image, y[0], config))  # compiled before the clock starts
-  ends, finishes, psnrs = [], [], []
+  ends, scored, finishes, psnrs = [], [], [], []
   solve_seconds, resumed = 0.0, time.perf_counter()
   for state, _ in admm.iterate(start_state, y, admm.IDENTITY, config):
     jax.block_until_ready(state)  # the steps run asynchronously
     solved = time.perf_counter()
     solve_seconds += solved - resumed
-    out = np.asarray(_finish(image, state.avg[0], config))
     ends.append(solve_seconds)
-    finishes.append(time.perf_counter() - solved)
-    psnrs.append(float(metrics.psnr(image_io.quantize(out), gt)))
+    last = len(ends) == config.outer_iters or (
+        len(ends) > 1 and ends[-1] + (finishes or [0.0])[-1] - _compile_seconds(ends) > budget)
+    if len(ends) % every == 0 or last:
+      out = np.asarray(_finish(image, state.avg[0], config))
+      scored.append(len(ends))
+      finishes.append(time.perf_counter() - solved)
+      psnrs.append(float(metrics.psnr(image_io.quantize(out), gt)))
     resumed = time.perf_counter()
-    if len(ends) > 1 and ends[-1] + finishes[-1] - _compile_seconds(ends) > budget:
+    if last:
       break
   compile_s = _compile_seconds(ends) if len(ends) > 1 else 0.0
-  return {"compile_seconds": round(compile_s, 2),
-          "seconds": [round(t + f - compile_s, 3) for t, f in zip(ends, finishes, strict=True)],
+  return {"compile_seconds": round(compile_s, 2), "iterations": scored,
+          "seconds": [round(ends[k - 1] + f - compile_s, 3)
+                      for k, f in zip(scored, finishes, strict=True)],
           "finish_seconds": [round(f, 3) for f in finishes], "psnr": psnrs,
           "input_psnr": float(metrics.psnr(image_io.quantize(image), gt))}
 
@@ -93,9 +101,9 @@ def main(argv):
     curves = {}
     for pair in pairs:
       image, gt = image_io.read_image(pair.input), image_io.read_image(pair.gt)
-      curves[pair.name] = curve = _curve(config, image, gt, _SECONDS.value)
+      curves[pair.name] = curve = _curve(config, image, gt, _SECONDS.value, _EVERY.value)
       print(f"{preset} {pair.name} ({image.shape[1]}×{image.shape[0]}): compile "
-            f"{curve['compile_seconds']:.1f} s, {len(curve['psnr'])} iterations in "
+            f"{curve['compile_seconds']:.1f} s, {curve['iterations'][-1]} iterations in "
             f"{curve['seconds'][-1]:.1f} s (finishing step {np.median(curve['finish_seconds']):.2f}"
             f" s), PSNR {curve['input_psnr']:.2f} -> {curve['psnr'][-1]:.2f} dB", flush=True)
     means = {m: float(np.mean([_at(c, m) for c in curves.values()])) for m in marks}

@@ -61,6 +61,11 @@ class DipL0Config:
   # γ > 0: report `finish`ed results, argmin_v λ‖∇v‖₀ + ‖v − y‖² + γ/2‖v − avg‖² at y's size
   # (identity operator only); 0 reports the moving average itself, as the paper does.
   finish_beta: float = 0.0
+  # How many of the 8 rotations and mirrors of the image the finishing step is run on (each
+  # result turned back, then averaged; `dihedral_mean`): an ℓ0 step's piecewise-constant
+  # errors depend on the grid's orientation (Region Fusion's merge order), and their mean
+  # is closer to the truth. Each view costs one more ℓ0 step.
+  finish_views: int = 1
 
 
 _AUTHORS_L0_STEP = l0_region_fusion.RegionFusionProx(50)  # Region Fusion, 50 passes
@@ -76,9 +81,12 @@ PRESETS = {
     # the observation's weight in it (ema^iterations) is gone within the run, and a finishing
     # ℓ0 step at full resolution (γ = 0.5 and 0.75 within 0.02 dB of each other at 120 s,
     # ahead of 1–4.5: README, Time to quality).
+    # The finishing step is averaged over all 8 views (+0.43 dB on the 16 time-to-quality
+    # images for 0.5–0.9 s more).
     "fast": DipL0Config(generator=gen.GeneratorConfig().resized(16, 4), lam=0.025, beta=2.25,
                         outer_iters=80, inner_iters=10, lr=0.01, ema=0.8,
-                        l0_step=_AUTHORS_L0_STEP, downsample=2, finish_beta=0.75),
+                        l0_step=_AUTHORS_L0_STEP, downsample=2, finish_beta=0.75,
+                        finish_views=8),
 }
 
 
@@ -116,7 +124,32 @@ def finish(y: jax.Array, avg: jax.Array, config: DipL0Config) -> jax.Array:
   if config.finish_beta == 0:
     return avg
   g = 0.5 * config.finish_beta
-  return config.l0_step((y + g * avg) / (1.0 + g), config.lam / (1.0 + g))
+  weight = config.lam / (1.0 + g)
+  return dihedral_mean(lambda x: config.l0_step(x, weight), (y + g * avg) / (1.0 + g),
+                       config.finish_views)
+
+
+def _view(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
+  """The k-th of the 8 rotations/mirrors of (H, W, C) x (k // 4 mirrors, k % 4 quarter turns),
+  or its inverse."""
+  if inverse:
+    x = jnp.flip(x, 1) if k >= 4 else x
+    return jnp.rot90(x, -(k % 4), axes=(0, 1))
+  x = jnp.rot90(x, k % 4, axes=(0, 1))
+  return jnp.flip(x, 1) if k >= 4 else x
+
+
+def dihedral_mean(fn: Callable[[jax.Array], jax.Array], x: jax.Array, views: int) -> jax.Array:
+  """Mean over the first `views` (1–8) rotations and mirrors T of (H, W, C) x of T⁻¹ fn(T x).
+
+  Views 0–3 turn x by 0–3 quarter turns, 4–7 do the same and mirror it; 1 is fn(x).
+  """
+  if not (isinstance(views, int) and 1 <= views <= 8):
+    raise ValueError(f"finish_views must be an integer in 1..8, got {views!r}")
+  total = fn(x)
+  for k in range(1, views):
+    total = total + _view(fn(_view(x, k)), k, inverse=True)
+  return total / views if views > 1 else total
 
 
 class AdmmState(NamedTuple):

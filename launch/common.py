@@ -68,6 +68,9 @@ _FINISH_BETA = flags.DEFINE_float(
     "finish_beta", None, "dip_l0: γ > 0 finishes the result by one full-resolution ℓ0 step, "
     "argmin λ‖∇v‖₀ + ‖v − y‖² + γ/2‖v − average‖²; 0: the average itself (the paper's; "
     "--task=denoise only; default: the preset's, 0 except fast's 0.75).")
+_FINISH_VIEWS = flags.DEFINE_integer(
+    "finish_views", None, "dip_l0: average the finishing step over this many (1-8) rotations "
+    "and mirrors of the image (default: the preset's, 1 except fast's 8).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's).")
@@ -381,8 +384,11 @@ def _dip_l0_method() -> Method:
       inner_iters=_value(_INNER_ITERS, preset.inner_iters), lr=_value(LR, preset.lr),
       ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step),
       downsample=_value(_DOWNSAMPLE, preset.downsample),
-      finish_beta=_value(_FINISH_BETA, preset.finish_beta))
+      finish_beta=_value(_FINISH_BETA, preset.finish_beta),
+      finish_views=_value(_FINISH_VIEWS, preset.finish_views))
   check_positive("beta", config.beta)
+  if not 1 <= config.finish_views <= 8:
+    raise UsageError(f"--finish_views={config.finish_views}: must be in 1..8")
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":
@@ -405,6 +411,8 @@ def _dip_l0_method() -> Method:
     settings["downsample"] = config.downsample
   if config.finish_beta > 0:
     settings["finish_beta"] = config.finish_beta
+    if config.finish_views != 1:
+      settings["finish_views"] = config.finish_views
 
   def outputs(state, shape):
     return {"output": _enlarge(state.avg, shape, "linear"),

@@ -165,6 +165,54 @@ def test_finish_hands_the_l0_step_the_weighted_mean_and_weight():
   np.testing.assert_allclose(float(weight), 0.03 / 2.5, rtol=1e-6)
 
 
+def _np_view(x, k, inverse=False):
+  """NumPy's rotations and mirrors, to check `admm.dihedral_mean` against."""
+  if inverse:
+    return np.rot90(x[:, ::-1] if k >= 4 else x, -(k % 4))
+  x = np.rot90(x, k % 4)
+  return x[:, ::-1] if k >= 4 else x
+
+
+@pytest.mark.parametrize("views", [1, 2, 5, 8])
+def test_dihedral_mean_turns_each_view_back(views):
+  # A function that depends on the grid's orientation (cumulative sum down the rows, plus the
+  # row index): each view's result must be turned back before averaging.
+  def fn(x):
+    return np.cumsum(x, 0) + np.arange(x.shape[0])[:, None, None]
+
+  x = np.random.default_rng(7).random((5, 7, 2)).astype(np.float32)
+  expected = np.mean([_np_view(fn(_np_view(x, k)), k, inverse=True) for k in range(views)], 0)
+  got = admm.dihedral_mean(lambda a: jax.numpy.asarray(fn(np.asarray(a))), x, views)
+  chex.assert_shape(got, x.shape)
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+  # A function that commutes with every turn and mirror is left unchanged.
+  np.testing.assert_allclose(np.asarray(admm.dihedral_mean(lambda a: a * a, x, views)), x * x,
+                             rtol=1e-6)
+  for bad in (0, 9, 2.0):
+    with pytest.raises(ValueError, match="finish_views must be an integer in 1..8"):
+      admm.dihedral_mean(lambda a: a, x, bad)
+
+
+def test_finish_views_average_region_fusion_over_turned_images_in_a_batch():
+  # As the launchers call it: jitted and vmapped, on non-square images whose quarter turns
+  # change the shape the host-side Region Fusion step receives.
+  step = l0_region_fusion.RegionFusionProx(50)
+  config = admm.DipL0Config(lam=0.3, finish_beta=1.0, l0_step=step, finish_views=8)
+  # Noise, so that the merges Region Fusion makes depend on the order it visits the pixels.
+  y = np.random.default_rng(8).random((2, 12, 20, 3)).astype(np.float32)
+  avg = np.clip(y + 0.05, 0, 1)
+  got = np.asarray(jax.jit(jax.vmap(admm.finish, in_axes=(0, 0, None)), static_argnums=2)(
+      y, avg, config))
+  for i in range(2):
+    x = (y[i] + 0.5 * avg[i]) / 1.5
+    views = [_np_view(l0_region_fusion.region_fusion(np.ascontiguousarray(_np_view(x, k)),
+                                                     lam=0.3 / 1.5, num_passes=50), k, True)
+             for k in range(8)]
+    np.testing.assert_allclose(got[i], np.mean(views, 0), atol=1e-6)
+  one = np.asarray(admm.finish(y[0], avg[0], dataclasses.replace(config, finish_views=1)))
+  assert np.abs(one - got[0]).max() > 1e-3  # the views do differ
+
+
 def test_dip_l0_reports_the_finished_average():
   config = dataclasses.replace(CONFIG, outer_iters=2, downsample=2, finish_beta=1.0)
   y, key = _image(5), jax.random.key(4)

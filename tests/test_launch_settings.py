@@ -31,12 +31,14 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   s = settings(method="dip_l0", preset="fast")
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
   assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (80, 10, 0.01, 0.8)
-  assert (s["downsample"], s["finish_beta"]) == (2, 0.75)
+  assert (s["downsample"], s["finish_beta"], s["finish_views"]) == (2, 0.75, 8)
+  assert settings(method="dip_l0", preset="fast", finish_views=2)["finish_views"] == 2
   s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1,
                finish_beta=0.0)
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
   # Named only when used, so that older runs' settings still match.
-  assert "downsample" not in s and "finish_beta" not in s
+  assert "downsample" not in s and "finish_beta" not in s and "finish_views" not in s
+  assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_views=1)
 
 
 def test_downsample_flag_is_checked():
@@ -53,6 +55,12 @@ def test_finish_beta_flag_is_checked():
     settings(method="dip_l0", finish_beta=-1.0)
   with pytest.raises(common.UsageError, match="--finish_beta=1 works with --task=denoise"):
     settings(method="dip_l0", finish_beta=1.0, task="sr")
+
+
+def test_finish_views_flag_is_checked():
+  for bad in (0, 9):
+    with pytest.raises(common.UsageError, match=f"--finish_views={bad}: must be in 1..8"):
+      settings(method="dip_l0", preset="fast", finish_views=bad)
 
 
 def test_dip_generator_flags():
