@@ -116,7 +116,8 @@ def finish(y: jax.Array, avg: jax.Array, config: DipL0Config) -> jax.Array:
   γ = config.finish_beta > 0, refined by one ℓ0 step against the observation:
     argmin_v λ‖∇v‖₀ + ‖v − y‖² + γ/2‖v − avg‖² = l0_step((y + γ/2·avg) / (1 + γ/2), λ / (1 + γ/2)).
   Restores at full resolution the edges a downsampled solve blurs, and weighs the observation
-  in again where the generator is still off.
+  in again where the generator is still off. With config.finish_views > 1 the ℓ0 step is
+  averaged over that many rotations and mirrors of the image (`dihedral_mean`).
   """
   if not (math.isfinite(config.finish_beta) and config.finish_beta >= 0):
     raise ValueError(f"finish_beta must be finite and ≥ 0, got {config.finish_beta!r}")
