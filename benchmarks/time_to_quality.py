@@ -91,6 +91,8 @@ def _at(curve: dict, t: float) -> float:
 
 def main(argv):
   del argv
+  if _EVERY.value < 1:
+    raise app.UsageError(f"--score_every={_EVERY.value}: must be ≥ 1")
   pairs = datasets.one_per_structure(datasets.find_pairs(_DATA_DIR.value)[1])
   pairs = pairs[: _LIMIT.value] if _LIMIT.value else pairs
   marks = [float(m) for m in _MARKS.value]

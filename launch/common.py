@@ -389,6 +389,9 @@ def _dip_l0_method() -> Method:
   check_positive("beta", config.beta)
   if not 1 <= config.finish_views <= 8:
     raise UsageError(f"--finish_views={config.finish_views}: must be in 1..8")
+  if _FINISH_VIEWS.value not in (None, 1) and config.finish_beta == 0:
+    raise UsageError(f"--finish_views={config.finish_views} needs a finishing step "
+                     "(--finish_beta > 0)")
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":

@@ -61,6 +61,9 @@ def test_finish_views_flag_is_checked():
   for bad in (0, 9):
     with pytest.raises(common.UsageError, match=f"--finish_views={bad}: must be in 1..8"):
       settings(method="dip_l0", preset="fast", finish_views=bad)
+  with pytest.raises(common.UsageError, match="--finish_views=4 needs a finishing step"):
+    settings(method="dip_l0", finish_views=4)  # nks: no finishing step
+  assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_beta=0.0)
 
 
 def test_dip_generator_flags():
