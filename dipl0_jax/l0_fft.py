@@ -10,7 +10,7 @@ Eq. 8 divides by a real spectrum that is even (its value at −k equals that at 
 2-D Hartley transform 𝓗 = Re F − Im F, a real transform with 𝓗𝓗 = HW·Id, diagonalises it too:
   S = 𝓗[(𝓗(I) + β 𝓗(∂xᵀh + ∂yᵀv)) / (1 + β(|F(∂x)|² + |F(∂y)|²))] / HW.
 Each step then takes two forward real FFTs instead of a forward and an inverse one; XLA's
-inverse real 2-D FFT takes 1.6–1.8× the time of its forward one on CPU, and the whole solve
+inverse real 2-D FFT takes about 1.8× the time of its forward one on CPU, and the whole solve
 took 0.87 / 0.80 / 0.93× the time at 320×240 / 640×480 / 1280×720 (medians of 10 alternated
 pairs in one process).
 """
