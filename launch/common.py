@@ -32,8 +32,11 @@ from dipl0_jax import generator as gen
 
 METHODS = ("l0", "dip", "dip_l0", "fan2018")
 DEFAULT_LAMBDA = {"l0": 0.02, "dip_l0": admm.DipL0Config.lam}
+DEFAULT_PRESET = {"denoise": "fast", "inpaint": "nks", "sr": "nks"}  # by --task
 
-METHOD = flags.DEFINE_enum("method", "l0", METHODS, "Smoothing method.")
+# DIP-ℓ0 by default: its `fast` preset (below) runs on the shipped picture in well under the
+# two minutes a first run should take (README, Quick start).
+METHOD = flags.DEFINE_enum("method", "dip_l0", METHODS, "Smoothing method.")
 _LAMBDA = flags.DEFINE_float(
     "lambda_", None, "λ, weight of the ℓ0 gradient term (default: the method's paper value).")
 _L0_SOLVER = flags.DEFINE_enum(
@@ -51,16 +54,24 @@ _BACKGROUND = flags.DEFINE_list(
     "background", ["0", "0", "0"], "RGB in [0, 1] that transparent pixels are composited over.")
 # DIP and DIP-ℓ0.
 _PRESET = flags.DEFINE_enum(
-    "preset", "nks", sorted(admm.PRESETS), "dip_l0 settings: the paper's (nks: β=2.25, "
-    "clipart: β=2.0) or fast (ours: half resolution, small generator, finishing step); the "
-    "flags below override them.")
+    "preset", None, sorted(admm.PRESETS), "dip_l0 settings: fast (ours: half resolution, small "
+    "generator, finishing step; about a minute at 512×384) or the paper's (nks: β=2.25, "
+    "clipart: β=2.0; hours on a 2-core CPU); the flags below override them. Default: "
+    f"{DEFAULT_PRESET['denoise']} for --task=denoise, {DEFAULT_PRESET['inpaint']} for the other "
+    "tasks (fast solves at half resolution, which only denoising allows).")
 _BETA = flags.DEFINE_float("beta", None, "dip_l0: ADMM penalty β (default: the preset's).")
-_OUTER_ITERS = flags.DEFINE_integer("outer_iters", None, "dip_l0: ADMM iterations (100).")
-_INNER_ITERS = flags.DEFINE_integer("inner_iters", None, "dip_l0: Adam steps per iteration (25).")
+_OUTER_ITERS = flags.DEFINE_integer(
+    "outer_iters", None, "dip_l0: ADMM iterations (default: the preset's, nks 100, fast 80).")
+_INNER_ITERS = flags.DEFINE_integer(
+    "inner_iters", None, "dip_l0: Adam steps per iteration (default: the preset's, nks 25, "
+    "fast 10).")
 _NUM_ITERS = flags.DEFINE_integer("num_iters", None, "dip: Adam steps (3000).")
 LR = flags.DEFINE_float(
-    "lr", None, "Adam learning rate (dip 0.01, dip_l0 0.001, fan2018 training 0.001).")
-_EMA = flags.DEFINE_float("ema", None, "dip/dip_l0: weight of the old average (0.99 / 0.9).")
+    "lr", None, "Adam learning rate (dip 0.01, dip_l0 the preset's: nks 0.001, fast 0.01; "
+    "fan2018 training 0.001).")
+_EMA = flags.DEFINE_float(
+    "ema", None, "dip/dip_l0: weight of the old average (dip 0.99; dip_l0 the preset's: nks 0.9, "
+    "fast 0.8).")
 _DOWNSAMPLE = flags.DEFINE_integer(
     "downsample", None, "dip_l0: solve at 1/N of the height and width and enlarge the results "
     "(--task=denoise only; default: the preset's, 1 except fast's).")
@@ -73,9 +84,10 @@ _FINISH_VIEWS = flags.DEFINE_integer(
     "and mirrors of the image (default: the preset's, 1 except fast's 8).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
-    "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's).")
+    "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's: "
+    "fast 16).")
 _SCALES = flags.DEFINE_integer("scales", None, "dip/dip_l0: generator scales (5, or the "
-                               "preset's).")
+                               "preset's: fast 4).")
 TASK = flags.DEFINE_enum(
     "task", "denoise", ["denoise", "inpaint", "sr"],
     "dip/dip_l0 forward operator: identity, a mask (--mask), or ×--sr_factor box downsampling.")
@@ -377,7 +389,8 @@ def _check_ema(ema: float) -> None:
 
 
 def _dip_l0_method() -> Method:
-  preset = admm.PRESETS[_PRESET.value]
+  preset_name = _PRESET.value or DEFAULT_PRESET[TASK.value]
+  preset = admm.PRESETS[preset_name]
   config = dataclasses.replace(
       preset, generator=_generator_config(preset.generator), lam=_value(_LAMBDA, preset.lam),
       beta=_value(_BETA, preset.beta), outer_iters=_value(_OUTER_ITERS, preset.outer_iters),
@@ -405,7 +418,7 @@ def _dip_l0_method() -> Method:
   check_positive("lr", config.lr)
   _check_ema(config.ema)
 
-  settings = {"preset": _PRESET.value, "l0_solver": _solver_name(config.l0_step),
+  settings = {"preset": preset_name, "l0_solver": _solver_name(config.l0_step),
               "lambda_": config.lam, "beta": config.beta,
               "outer_iters": config.outer_iters, "inner_iters": config.inner_iters,
               "lr": config.lr, "ema": config.ema, **_generator_settings(config.generator)}

@@ -1,5 +1,6 @@
 """Trains the Fan et al. 2018 smoother without labels:
-`python -m launch.train --method=fan2018 --data_dir=FOLDER --output=model.msgpack`.
+`python -m launch.train --method=fan2018 --data_dir=FOLDER --output=model.msgpack`
+(fan2018, the one method trained, is also the default here).
 
 Random crops of the images in --data_dir (or of a TensorFlow Datasets split with --tfds, when
 tensorflow-datasets is installed and the data is already on disk), Adam on the energy of the
@@ -137,7 +138,8 @@ def _write_model(state: fan_training.TrainState, config: fan_training.FanTrainCo
 
 
 def run() -> None:
-  if common.METHOD.value != "fan2018":
+  # fan2018 is the one method trained, so --method may be left out here.
+  if flags.FLAGS["method"].present and common.METHOD.value != "fan2018":
     raise common.UsageError(f"--method={common.METHOD.value}: only fan2018 is trained "
                             "(the other methods fit each image on its own)")
   if bool(_DATA_DIR.value) == bool(_TFDS.value):

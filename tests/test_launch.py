@@ -67,19 +67,40 @@ def _blocks(seed, noise):
   return clean, noisy
 
 
-def test_run_defaults_to_shipped_image(tmp_path):
-  proc = _launch("launch.run", cwd=tmp_path)
+def test_run_defaults_to_dip_l0_fast_on_shipped_image(tmp_path):
+  # The quick start's defaults, cut to two outer iterations to keep the test short.
+  proc = _launch("launch.run", "--outer_iters=2", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   assert "time:" in proc.stdout
-  out = np.asarray(Image.open(tmp_path / "results" / "chelsea_l0.png"))
+  out = np.asarray(Image.open(tmp_path / "results" / "chelsea_dip_l0.png"))
   assert out.shape == (160, 240, 3)
+  with open(tmp_path / "results" / "chelsea_dip_l0_log.json") as f:
+    settings = json.load(f)["settings"]
+  expected = {"preset": "fast", "l0_solver": "region_fusion", "channels": 16, "scales": 4,
+              "downsample": 2, "finish_beta": 0.75, "finish_views": 8, "outer_iters": 2}
+  assert {k: settings[k] for k in expected} == expected
+
+
+def test_run_dip_l0_other_tasks_default_to_the_paper_preset(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(4, 10)[1])
+  _save(str(tmp_path / "mask.png"), np.full((32, 40, 3), 255, np.uint8))
+  proc = _launch("launch.run", "--task=inpaint", "--mask=mask.png", "--image=in.png",
+                 "--output=o.png", "--channels=8", "--scales=2", "--outer_iters=2",
+                 "--inner_iters=1", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  with open(tmp_path / "o_log.json") as f:
+    settings = json.load(f)["settings"]
+  assert settings["preset"] == "nks" and "downsample" not in settings
+  proc = _launch("launch.run", "--task=inpaint", "--mask=mask.png", "--image=in.png",
+                 "--output=p.png", "--preset=fast", cwd=tmp_path)
+  assert proc.returncode == 2 and "works with --task=denoise only" in proc.stderr
 
 
 def test_run_scores_against_gt_and_keeps_existing_output(tmp_path):
   clean, noisy = _blocks(0, 12)
   _save(str(tmp_path / "in.png"), noisy)
   _save(str(tmp_path / "gt.png"), clean)
-  args = ["--image=in.png", "--gt=gt.png", "--output=o/out.png", "--lambda_=0.02"]
+  args = ["--method=l0", "--image=in.png", "--gt=gt.png", "--output=o/out.png", "--lambda_=0.02"]
   proc = _launch("launch.run", *args, cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   psnr = float(proc.stdout.split("PSNR: ")[1].split()[0])
@@ -190,7 +211,8 @@ def test_evaluate_clipart_layout_composites_gt_over_black(tmp_path):
   _save(str(data / "gt" / "clip1.png"), rgba)
   noisy[:4, :4] = 0
   _save(str(data / "input_jpeg" / "clip1.jpg"), noisy)
-  proc = _launch("launch.evaluate", f"--data_dir={data}", "--csv=c.csv", cwd=tmp_path)
+  proc = _launch("launch.evaluate", "--method=l0", f"--data_dir={data}", "--csv=c.csv",
+                 cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   with open(tmp_path / "c.csv") as f:
     (row,) = list(csv.DictReader(f))
@@ -262,9 +284,8 @@ def test_run_app_detail_writes_base_and_detail(tmp_path):
 def test_run_folder_groups_sizes_and_l0_region_fusion(tmp_path):
   for name, (h, w) in {"a": (32, 40), "b": (32, 40), "c": (20, 24)}.items():
     _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(1, 10)[1][:h, :w])
-  proc = _launch("launch.run", "--image=imgs", "--output_dir=out", "--batch_size=4",
-                 "--l0_solver=region_fusion",
-                 cwd=tmp_path)
+  proc = _launch("launch.run", "--method=l0", "--image=imgs", "--output_dir=out",
+                 "--batch_size=4", "--l0_solver=region_fusion", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   for name in "abc":
     out = np.asarray(Image.open(tmp_path / "out" / f"{name}_l0.png"))
@@ -281,7 +302,9 @@ BAD_DIP_SETTINGS = [
     (["--method=dip_l0", "--lr=0"], "--lr"),
     (["--method=dip_l0", "--lr=-0.1"], "--lr"),
     (["--method=dip_l0", "--ema=1"], "--ema"),
-    (["--method=dip_l0", "--image=tiny.png"], "too small for dip_l0 (needs at least 17"),
+    (["--method=dip_l0", "--preset=nks", "--image=tiny.png"],
+     "too small for dip_l0 (needs at least 17"),
+    (["--image=tiny.png"], "too small for dip_l0 (needs at least 18"),  # fast: half resolution
     (["--method=dip", "--image=one.png"], "too small for dip (needs at least 17"),
     (["--method=dip_l0", "--resume"], "--resume needs --checkpoint_dir"),
 ]
@@ -322,7 +345,7 @@ def test_ctrl_c_stops_after_current_iteration_and_writes_result(tmp_path):
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
   _save(str(tmp_path / "in.png"), _blocks(9, 10)[1])
-  common = ["--method=dip_l0", "--image=in.png", "--channels=8", "--scales=2",
+  common = ["--method=dip_l0", "--preset=nks", "--image=in.png", "--channels=8", "--scales=2",
             "--outer_iters=6", "--inner_iters=2", "--seed=3"]
   assert _launch("launch.run", *common, "--output=full.png", cwd=tmp_path).returncode == 0
 
@@ -364,8 +387,8 @@ def test_same_seed_same_output_run_after_run(tmp_path):
 
 def test_image_too_large_for_memory_is_refused_with_estimate(tmp_path):
   Image.new("RGB", (6000, 5000), (90, 120, 150)).save(tmp_path / "big.png")
-  proc = _launch("launch.run", "--method=dip_l0", "--image=big.png", "--output=o.png",
-                 cwd=tmp_path)
+  proc = _launch("launch.run", "--method=dip_l0", "--preset=nks", "--image=big.png",
+                 "--output=o.png", cwd=tmp_path)
   assert proc.returncode == 2, proc.stderr
   assert "big.png: dip_l0 at 6000×5000 (batch 1) needs about" in proc.stderr
   assert "GiB is available" in proc.stderr and "Traceback" not in proc.stderr
@@ -387,7 +410,8 @@ def test_figures_from_run_and_evaluate(tmp_path):
     clean, noisy = _blocks(s, 10)
     _save(str(data / "gt" / f"S{s}.png"), clean)
     _save(str(data / "validation" / f"S{s}_T1.png"), noisy)
-  proc = _launch("launch.evaluate", f"--data_dir={data}", "--csv=r.csv", "--figures_dir=figs",
+  proc = _launch("launch.evaluate", "--method=l0", f"--data_dir={data}", "--csv=r.csv",
+                 "--figures_dir=figs",
                  cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   grid = Image.open(tmp_path / "figs" / "l0_nks_grid.png")

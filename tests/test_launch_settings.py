@@ -15,16 +15,24 @@ def settings(**flag_values) -> dict:
     return common.build_method().settings
 
 
-def test_dip_l0_defaults_are_the_papers():
-  s = settings(method="dip_l0")
+def test_default_method_is_dip_l0_fast_and_other_tasks_default_to_the_papers_preset():
+  s = settings()  # the quick start: no flags
+  assert (s["preset"], s["channels"], s["outer_iters"], s["finish_views"]) == ("fast", 16, 80, 8)
+  for task in ("inpaint", "sr"):  # fast solves at half resolution: denoising only
+    assert settings(task=task)["preset"] == "nks"
+
+
+def test_dip_l0_nks_preset_is_the_papers():
+  s = settings(method="dip_l0", preset="nks")
   assert (s["preset"], s["l0_solver"], s["channels"], s["scales"]) == ("nks", "region_fusion",
                                                                       128, 5)
   assert (s["lambda_"], s["beta"], s["outer_iters"], s["inner_iters"]) == (0.025, 2.25, 100, 25)
   assert (s["lr"], s["ema"]) == (1e-3, 0.9)
+  assert settings(method="dip_l0", task="sr") == s
   assert settings(method="dip_l0", preset="clipart")["l0_solver"] == "region_fusion"
   for preset in ("nks", "clipart"):  # the paper's output, the average itself: no finishing
     assert "finish_beta" not in settings(method="dip_l0", preset=preset)
-  assert settings(method="dip_l0", l0_solver="fft")["l0_solver"] == "fft"
+  assert settings(method="dip_l0", preset="nks", l0_solver="fft")["l0_solver"] == "fft"
 
 
 def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
@@ -62,7 +70,7 @@ def test_finish_views_flag_is_checked():
     with pytest.raises(common.UsageError, match=f"--finish_views={bad}: must be in 1..8"):
       settings(method="dip_l0", preset="fast", finish_views=bad)
   with pytest.raises(common.UsageError, match="--finish_views=4 needs a finishing step"):
-    settings(method="dip_l0", finish_views=4)  # nks: no finishing step
+    settings(method="dip_l0", preset="nks", finish_views=4)  # no finishing step
   assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_beta=0.0)
 
 

@@ -103,10 +103,11 @@ def test_sharded_solves_match_unsharded_on_two_devices(tmp_path):
 def test_run_folder_on_two_devices_matches_one_device(tmp_path):
   for name in "abc":  # three images of one size: one batch, padded to four on two devices
     _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(ord(name), 10)[1])
-  one = _launch("launch.run", "--image=imgs", "--output_dir=one", "--batch_size=4", cwd=tmp_path)
+  one = _launch("launch.run", "--method=l0", "--image=imgs", "--output_dir=one", "--batch_size=4",
+                cwd=tmp_path)
   assert one.returncode == 0, one.stderr
-  two = subprocess.run([sys.executable, "-m", "launch.run", "--image=imgs", "--output_dir=two",
-                        "--batch_size=4"],
+  two = subprocess.run([sys.executable, "-m", "launch.run", "--method=l0", "--image=imgs",
+                        "--output_dir=two", "--batch_size=4"],
                        cwd=tmp_path, env=_two_devices_env(), capture_output=True, text=True,
                        timeout=300)
   assert two.returncode == 0, two.stderr
@@ -174,7 +175,7 @@ def test_evaluate_and_run_as_two_processes_match_one_process(tmp_path):
     assert (tmp_path / "one" / f"{name}.png").read_bytes() == (
         tmp_path / "two" / f"{name}.png").read_bytes()
 
-  results = _processes("launch.run", ["--image=data/input", "--output_dir=run2",
+  results = _processes("launch.run", ["--method=l0", "--image=data/input", "--output_dir=run2",
                                       "--batch_size=2"], tmp_path)
   assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
   assert "4 image(s) done by 2 processes" in results[0][1]

@@ -47,6 +47,7 @@ BAD_INPUT = [
     (["--method=l0", "--data_dir=data"], "only fan2018 is trained"),
     (["--method=fan2018"], "give one of --data_dir or --tfds"),
     (["--method=fan2018", "--data_dir=nowhere"], "nowhere: not a folder"),
+    (["--data_dir=nowhere"], "nowhere: not a folder"),  # fan2018 without --method
     (["--method=fan2018", "--data_dir=data", "--crop_size=64"], "no training image is at"),
     (["--method=fan2018", "--data_dir=data", "--lr=nan"], "--lr"),
     (["--method=fan2018", "--data_dir=data", "--lambda_e=-1"], "--lambda_e"),
