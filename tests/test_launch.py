@@ -411,8 +411,7 @@ def test_figures_from_run_and_evaluate(tmp_path):
     _save(str(data / "gt" / f"S{s}.png"), clean)
     _save(str(data / "validation" / f"S{s}_T1.png"), noisy)
   proc = _launch("launch.evaluate", "--method=l0", f"--data_dir={data}", "--csv=r.csv",
-                 "--figures_dir=figs",
-                 cwd=tmp_path)
+                 "--figures_dir=figs", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   grid = Image.open(tmp_path / "figs" / "l0_nks_grid.png")
   assert grid.height > grid.width / 3  # two rows of three panels
