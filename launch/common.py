@@ -82,6 +82,9 @@ _FINISH_BETA = flags.DEFINE_float(
 _FINISH_VIEWS = flags.DEFINE_integer(
     "finish_views", None, "dip_l0: average the finishing step over this many (1-8) rotations "
     "and mirrors of the image (default: the preset's, 1 except fast's 8).")
+_FINISH_BLEND = flags.DEFINE_float(
+    "finish_blend", None, "dip_l0: weight in [0, 1] of plain ℓ0 (solved at the solve's size, "
+    "finished alike) in the finished result (default: the preset's, 0 except fast's 0.5).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's: "
@@ -398,12 +401,18 @@ def _dip_l0_method() -> Method:
       ema=_value(_EMA, preset.ema), l0_step=l0_step(preset.l0_step),
       downsample=_value(_DOWNSAMPLE, preset.downsample),
       finish_beta=_value(_FINISH_BETA, preset.finish_beta),
-      finish_views=_value(_FINISH_VIEWS, preset.finish_views))
+      finish_views=_value(_FINISH_VIEWS, preset.finish_views),
+      finish_blend=_value(_FINISH_BLEND, preset.finish_blend))
   check_positive("beta", config.beta)
   if not 1 <= config.finish_views <= 8:
     raise UsageError(f"--finish_views={config.finish_views}: must be in 1..8")
   if _FINISH_VIEWS.value not in (None, 1) and config.finish_beta == 0:
     raise UsageError(f"--finish_views={config.finish_views} needs a finishing step "
+                     "(--finish_beta > 0)")
+  if not 0 <= config.finish_blend <= 1:
+    raise UsageError(f"--finish_blend={config.finish_blend:g}: must be in [0, 1]")
+  if _FINISH_BLEND.value not in (None, 0) and config.finish_beta == 0:
+    raise UsageError(f"--finish_blend={config.finish_blend:g} needs a finishing step "
                      "(--finish_beta > 0)")
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
@@ -429,6 +438,8 @@ def _dip_l0_method() -> Method:
     settings["finish_beta"] = config.finish_beta
     if config.finish_views != 1:
       settings["finish_views"] = config.finish_views
+    if config.finish_blend != 0:
+      settings["finish_blend"] = config.finish_blend
 
   def outputs(state, shape):
     return {"output": _enlarge(state.avg, shape, "linear"),

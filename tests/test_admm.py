@@ -213,6 +213,42 @@ def test_finish_views_average_region_fusion_over_turned_images_in_a_batch():
   assert np.abs(one - got[0]).max() > 1e-3  # the views do differ
 
 
+def test_finish_blend_mixes_in_plain_l0_finished_alike():
+  # Jitted and vmapped as the launchers call it, on non-square images and two views: the
+  # blend is (1 − b)·the finished average + b·plain ℓ0 in the same two steps (Region Fusion of
+  # the shrunk view at the v-update's weight 2λ/β, enlarged, finished), each view turned back.
+  step = l0_region_fusion.RegionFusionProx(50)
+  config = admm.DipL0Config(lam=0.3, beta=3.0, l0_step=step, downsample=2, finish_beta=1.0,
+                            finish_views=2, finish_blend=0.25)
+  rng = np.random.default_rng(9)
+  y = rng.random((2, 12, 20, 3)).astype(np.float32)
+  avg = np.clip(admm.shrink(y, 2) + 0.05, 0, 1)
+  finish = jax.jit(jax.vmap(admm.finish, in_axes=(0, 0, None)), static_argnums=2)
+  got = np.asarray(finish(y, avg, config))
+  unblended = np.asarray(finish(y, avg, dataclasses.replace(config, finish_blend=0.0)))
+  for i in range(2):
+    plain = []
+    for k in range(2):
+      x = _np_view(y[i], k)
+      v0 = l0_region_fusion.region_fusion(np.asarray(admm.shrink(x, 2)), lam=0.2, num_passes=50)
+      mixed = (x + 0.5 * np.asarray(admm.enlarge(v0, x.shape))) / 1.5
+      plain.append(_np_view(l0_region_fusion.region_fusion(mixed, lam=0.2, num_passes=50), k,
+                            True))
+    np.testing.assert_allclose(got[i], 0.75 * unblended[i] + 0.25 * np.mean(plain, 0), atol=1e-5)
+  assert np.abs(got - unblended).max() > 1e-3
+  # b = 1 is ℓ0 alone: the average no longer matters.
+  alone = dataclasses.replace(config, finish_blend=1.0)
+  np.testing.assert_array_equal(np.asarray(finish(y, avg, alone)),
+                                np.asarray(finish(y, 1 - avg, alone)))
+  # Without a finishing step there is nothing to blend: the enlarged average, as before.
+  off = dataclasses.replace(config, finish_beta=0.0)
+  np.testing.assert_array_equal(np.asarray(admm.finish(y[0], avg[0], off)),
+                                np.asarray(admm.enlarge(avg[0], y[0].shape)))
+  for bad in (-0.1, 1.5, float("nan")):
+    with pytest.raises(ValueError, match=r"finish_blend must be in \[0, 1\]"):
+      admm.finish(y[0], avg[0], dataclasses.replace(config, finish_blend=bad))
+
+
 def test_dip_l0_reports_the_finished_average():
   config = dataclasses.replace(CONFIG, outer_iters=2, downsample=2, finish_beta=1.0)
   y, key = _image(5), jax.random.key(4)

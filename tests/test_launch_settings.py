@@ -39,14 +39,17 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   s = settings(method="dip_l0", preset="fast")
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
   assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (80, 10, 0.01, 0.8)
-  assert (s["downsample"], s["finish_beta"], s["finish_views"]) == (2, 0.75, 8)
+  assert (s["downsample"], s["finish_beta"], s["finish_views"], s["finish_blend"]) == (2, 0.75,
+                                                                                        8, 0.5)
   assert settings(method="dip_l0", preset="fast", finish_views=2)["finish_views"] == 2
+  assert settings(method="dip_l0", preset="fast", finish_blend=1.0)["finish_blend"] == 1.0
   s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1,
                finish_beta=0.0)
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
   # Named only when used, so that older runs' settings still match.
-  assert "downsample" not in s and "finish_beta" not in s and "finish_views" not in s
+  assert all(k not in s for k in ("downsample", "finish_beta", "finish_views", "finish_blend"))
   assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_views=1)
+  assert "finish_blend" not in settings(method="dip_l0", preset="fast", finish_blend=0.0)
 
 
 def test_downsample_flag_is_checked():
@@ -72,6 +75,15 @@ def test_finish_views_flag_is_checked():
   with pytest.raises(common.UsageError, match="--finish_views=4 needs a finishing step"):
     settings(method="dip_l0", preset="nks", finish_views=4)  # no finishing step
   assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_beta=0.0)
+
+
+def test_finish_blend_flag_is_checked():
+  for bad in (-0.5, 1.5, float("nan")):
+    with pytest.raises(common.UsageError, match=r"--finish_blend=.*: must be in \[0, 1\]"):
+      settings(method="dip_l0", preset="fast", finish_blend=bad)
+  with pytest.raises(common.UsageError, match="--finish_blend=0.5 needs a finishing step"):
+    settings(method="dip_l0", preset="nks", finish_blend=0.5)
+  assert "finish_blend" not in settings(method="dip_l0", preset="fast", finish_beta=0.0)
 
 
 def test_dip_generator_flags():
