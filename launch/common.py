@@ -85,6 +85,9 @@ _FINISH_VIEWS = flags.DEFINE_integer(
 _FINISH_BLEND = flags.DEFINE_float(
     "finish_blend", None, "dip_l0: weight in [0, 1] of plain ℓ0 (solved at the solve's size, "
     "finished alike) in the finished result (default: the preset's, 0 except fast's 0.5).")
+_FINISH_SHIFTS = flags.DEFINE_integer(
+    "finish_shifts", None, "dip_l0: average the blend's plain ℓ0 over this many (1-4) offsets "
+    "of the shrinking grid (default: the preset's, 1 except fast's 4).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's: "
@@ -402,7 +405,8 @@ def _dip_l0_method() -> Method:
       downsample=_value(_DOWNSAMPLE, preset.downsample),
       finish_beta=_value(_FINISH_BETA, preset.finish_beta),
       finish_views=_value(_FINISH_VIEWS, preset.finish_views),
-      finish_blend=_value(_FINISH_BLEND, preset.finish_blend))
+      finish_blend=_value(_FINISH_BLEND, preset.finish_blend),
+      finish_shifts=_value(_FINISH_SHIFTS, preset.finish_shifts))
   check_positive("beta", config.beta)
   if not 1 <= config.finish_views <= 8:
     raise UsageError(f"--finish_views={config.finish_views}: must be in 1..8")
@@ -414,6 +418,12 @@ def _dip_l0_method() -> Method:
   if _FINISH_BLEND.value not in (None, 0) and config.finish_beta == 0:
     raise UsageError(f"--finish_blend={config.finish_blend:g} needs a finishing step "
                      "(--finish_beta > 0)")
+  if not 1 <= config.finish_shifts <= 4:
+    raise UsageError(f"--finish_shifts={config.finish_shifts}: must be in 1..4")
+  shifted = config.finish_beta > 0 and config.finish_blend > 0 and config.downsample > 1
+  if _FINISH_SHIFTS.value not in (None, 1) and not shifted:
+    raise UsageError(f"--finish_shifts={config.finish_shifts} needs a blend solved at a reduced "
+                     "size (--finish_beta > 0, --finish_blend > 0, --downsample > 1)")
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":
@@ -440,6 +450,8 @@ def _dip_l0_method() -> Method:
       settings["finish_views"] = config.finish_views
     if config.finish_blend != 0:
       settings["finish_blend"] = config.finish_blend
+    if shifted and config.finish_shifts != 1:
+      settings["finish_shifts"] = config.finish_shifts
 
   def outputs(state, shape):
     return {"output": _enlarge(state.avg, shape, "linear"),

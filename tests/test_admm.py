@@ -249,6 +249,48 @@ def test_finish_blend_mixes_in_plain_l0_finished_alike():
       admm.finish(y[0], avg[0], dataclasses.replace(config, finish_blend=bad))
 
 
+def test_finish_shifts_average_plain_l0_over_offsets_of_the_shrinking_grid():
+  # Plain ℓ0 alone (b = 1), two views, odd sizes: each offset's observation moved down/right
+  # with its edges repeated, shrunk, solved, enlarged, moved back, finished; then averaged.
+  step = l0_region_fusion.RegionFusionProx(50)
+  config = admm.DipL0Config(lam=0.3, beta=3.0, l0_step=step, downsample=2, finish_beta=1.0,
+                            finish_views=2, finish_blend=1.0, finish_shifts=4)
+  assert admm.grid_offsets(2, 4) == [(0, 0), (1, 1), (1, 0), (0, 1)]
+  assert admm.grid_offsets(5, 2) == [(0, 0), (2, 2)]
+  rng = np.random.default_rng(10)
+  y = rng.random((2, 13, 21, 3)).astype(np.float32)
+  avg = admm.shrink(y, 2)
+  finish = jax.jit(jax.vmap(admm.finish, in_axes=(0, 0, None)), static_argnums=2)
+  for shifts in (2, 4):
+    got = np.asarray(finish(y, avg, dataclasses.replace(config, finish_shifts=shifts)))
+    for i in range(2):
+      views = []
+      for k in range(2):
+        x = _np_view(y[i], k)
+        h, w = x.shape[:2]
+        results = []
+        for dy, dx in admm.grid_offsets(2, shifts):
+          moved = np.pad(x, ((dy, 0), (dx, 0), (0, 0)), mode="edge")[:h, :w]
+          v0 = l0_region_fusion.region_fusion(np.asarray(admm.shrink(moved, 2)), lam=0.2,
+                                              num_passes=50)
+          v0 = np.pad(np.asarray(admm.enlarge(v0, x.shape))[dy:, dx:], ((0, dy), (0, dx), (0, 0)),
+                      mode="edge")
+          results.append(l0_region_fusion.region_fusion((x + 0.5 * v0) / 1.5, lam=0.2,
+                                                        num_passes=50))
+        views.append(_np_view(np.mean(results, 0), k, True))
+      np.testing.assert_allclose(got[i], np.mean(views, 0), atol=1e-5)
+  one = np.asarray(finish(y, avg, dataclasses.replace(config, finish_shifts=1)))
+  assert np.abs(got - one).max() > 1e-3  # the offsets' solves differ
+  # At full resolution there is no grid to move: one solve, as with finish_shifts = 1.
+  full = dataclasses.replace(config, downsample=1)
+  one = dataclasses.replace(full, finish_shifts=1)
+  np.testing.assert_array_equal(np.asarray(finish(y, y, full)), np.asarray(finish(y, y, one)))
+  assert admm.grid_offsets(1, 4) == [(0, 0)]
+  for bad in (0, 5, 2.0):
+    with pytest.raises(ValueError, match="finish_shifts must be an integer in 1..4"):
+      admm.finish(y[0], avg[0], dataclasses.replace(config, finish_shifts=bad))
+
+
 def test_dip_l0_reports_the_finished_average():
   config = dataclasses.replace(CONFIG, outer_iters=2, downsample=2, finish_beta=1.0)
   y, key = _image(5), jax.random.key(4)

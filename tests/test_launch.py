@@ -78,7 +78,7 @@ def test_run_defaults_to_dip_l0_fast_on_shipped_image(tmp_path):
     settings = json.load(f)["settings"]
   expected = {"preset": "fast", "l0_solver": "region_fusion", "channels": 16, "scales": 4,
               "downsample": 2, "finish_beta": 0.75, "finish_views": 8, "finish_blend": 0.5,
-              "outer_iters": 2}
+              "finish_shifts": 4, "outer_iters": 2}
   assert {k: settings[k] for k in expected} == expected
 
 

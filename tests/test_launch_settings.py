@@ -43,13 +43,19 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
                                                                                         8, 0.5)
   assert settings(method="dip_l0", preset="fast", finish_views=2)["finish_views"] == 2
   assert settings(method="dip_l0", preset="fast", finish_blend=1.0)["finish_blend"] == 1.0
+  assert settings(method="dip_l0", preset="fast")["finish_shifts"] == 4
+  assert settings(method="dip_l0", preset="fast", finish_shifts=2)["finish_shifts"] == 2
   s = settings(method="dip_l0", preset="fast", l0_solver="fft", channels=8, downsample=1,
                finish_beta=0.0)
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
   # Named only when used, so that older runs' settings still match.
-  assert all(k not in s for k in ("downsample", "finish_beta", "finish_views", "finish_blend"))
+  assert all(k not in s for k in ("downsample", "finish_beta", "finish_views", "finish_blend",
+                                  "finish_shifts"))
   assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_views=1)
   assert "finish_blend" not in settings(method="dip_l0", preset="fast", finish_blend=0.0)
+  assert "finish_shifts" not in settings(method="dip_l0", preset="fast", finish_shifts=1)
+  for unused in ({"finish_blend": 0.0}, {"downsample": 1}):  # nothing to shift: not named
+    assert "finish_shifts" not in settings(method="dip_l0", preset="fast", **unused)
 
 
 def test_downsample_flag_is_checked():
@@ -84,6 +90,17 @@ def test_finish_blend_flag_is_checked():
   with pytest.raises(common.UsageError, match="--finish_blend=0.5 needs a finishing step"):
     settings(method="dip_l0", preset="nks", finish_blend=0.5)
   assert "finish_blend" not in settings(method="dip_l0", preset="fast", finish_beta=0.0)
+
+
+def test_finish_shifts_flag_is_checked():
+  for bad in (0, 5):
+    with pytest.raises(common.UsageError, match=f"--finish_shifts={bad}: must be in 1..4"):
+      settings(method="dip_l0", preset="fast", finish_shifts=bad)
+  for unused in ({"finish_blend": 0.0}, {"downsample": 1}, {"finish_beta": 0.0},
+                 {"preset": "nks"}):
+    with pytest.raises(common.UsageError, match="--finish_shifts=2 needs a blend solved at a "
+                       "reduced size"):
+      settings(**{"method": "dip_l0", "preset": "fast", "finish_shifts": 2, **unused})
 
 
 def test_dip_generator_flags():
