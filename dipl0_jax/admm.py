@@ -95,7 +95,7 @@ PRESETS = {
     # The finishing step is averaged over all 8 views (+0.43 dB on the 16 time-to-quality
     # images for 0.5–0.9 s more), and the result with the finished plain ℓ0 solve (+0.2 dB,
     # on those images and on 8 others, for about as much again), that solve itself averaged
-    # over the 4 offsets of the half-resolution grid (+0.05 and +0.08 dB, 2–3 s more).
+    # over the 4 offsets of the half-resolution grid (+0.05 and +0.07 dB, 2–3 s more).
     "fast": DipL0Config(generator=gen.GeneratorConfig().resized(16, 4), lam=0.025, beta=2.25,
                         outer_iters=80, inner_iters=10, lr=0.01, ema=0.8,
                         l0_step=_AUTHORS_L0_STEP, downsample=2, finish_beta=0.75,

@@ -283,8 +283,8 @@ def test_finish_shifts_average_plain_l0_over_offsets_of_the_shrinking_grid():
   assert np.abs(got - one).max() > 1e-3  # the offsets' solves differ
   # At full resolution there is no grid to move: one solve, as with finish_shifts = 1.
   full = dataclasses.replace(config, downsample=1)
-  one = dataclasses.replace(full, finish_shifts=1)
-  np.testing.assert_array_equal(np.asarray(finish(y, y, full)), np.asarray(finish(y, y, one)))
+  single = dataclasses.replace(full, finish_shifts=1)
+  np.testing.assert_array_equal(np.asarray(finish(y, y, full)), np.asarray(finish(y, y, single)))
   assert admm.grid_offsets(1, 4) == [(0, 0)]
   for bad in (0, 5, 2.0):
     with pytest.raises(ValueError, match="finish_shifts must be an integer in 1..4"):
