@@ -88,6 +88,18 @@ _FINISH_BLEND = flags.DEFINE_float(
 _FINISH_SHIFTS = flags.DEFINE_integer(
     "finish_shifts", None, "dip_l0: average the blend's plain ℓ0 over this many (1-4) offsets "
     "of the shrinking grid (default: the preset's, 1 except fast's 4).")
+_FINISH_BETA_SCALES = flags.DEFINE_list(
+    "finish_beta_scales", None, "dip_l0: average every finishing ℓ0 step over γ times each of "
+    "these factors (default: the preset's, 1 except fast's 1,2).")
+_FINISH_PLAIN_SCALE = flags.DEFINE_float(
+    "finish_plain_scale", None, "dip_l0: the blend's plain ℓ0 solves take this factor of the "
+    "v-update's weight 2λ/β (default: the preset's, 1 except fast's 0.7).")
+_FINISH_PLAIN_FULL = flags.DEFINE_bool(
+    "finish_plain_full", None, "dip_l0: add the plain ℓ0 solve at full resolution to the "
+    "blend's (default: the preset's, off except fast's).")
+_FINISH_FFT_LAM = flags.DEFINE_float(
+    "finish_fft_lam", None, "dip_l0: λ > 0 adds FFT ℓ0 smoothing of the image at this λ to the "
+    "blend's plain ℓ0 solves (default: the preset's, 0 except fast's 0.02).")
 _REG_NOISE = flags.DEFINE_float("reg_noise_std", None, "dip: input perturbation σ (1/30).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "dip/dip_l0: generator channels per scale (default: 128, or the preset's: "
@@ -394,6 +406,20 @@ def _check_ema(ema: float) -> None:
     raise UsageError(f"--ema={ema}: must be in [0, 1)")
 
 
+def _beta_scales(default: tuple[float, ...]) -> tuple[float, ...]:
+  """--finish_beta_scales as floats > 0, or the preset's."""
+  if _FINISH_BETA_SCALES.value is None:
+    return default
+  text = ",".join(_FINISH_BETA_SCALES.value)
+  try:
+    scales = tuple(float(v) for v in _FINISH_BETA_SCALES.value)
+  except ValueError:
+    scales = ()
+  if not (scales and all(math.isfinite(v) and v > 0 for v in scales)):
+    raise UsageError(f"--finish_beta_scales={text}: must be numbers > 0, separated by commas")
+  return scales
+
+
 def _dip_l0_method() -> Method:
   preset_name = _PRESET.value or DEFAULT_PRESET[TASK.value]
   preset = admm.PRESETS[preset_name]
@@ -406,7 +432,11 @@ def _dip_l0_method() -> Method:
       finish_beta=_value(_FINISH_BETA, preset.finish_beta),
       finish_views=_value(_FINISH_VIEWS, preset.finish_views),
       finish_blend=_value(_FINISH_BLEND, preset.finish_blend),
-      finish_shifts=_value(_FINISH_SHIFTS, preset.finish_shifts))
+      finish_shifts=_value(_FINISH_SHIFTS, preset.finish_shifts),
+      finish_beta_scales=_beta_scales(preset.finish_beta_scales),
+      finish_plain_scale=_value(_FINISH_PLAIN_SCALE, preset.finish_plain_scale),
+      finish_plain_full=_value(_FINISH_PLAIN_FULL, preset.finish_plain_full),
+      finish_fft_lam=_value(_FINISH_FFT_LAM, preset.finish_fft_lam))
   check_positive("beta", config.beta)
   if not 1 <= config.finish_views <= 8:
     raise UsageError(f"--finish_views={config.finish_views}: must be in 1..8")
@@ -424,6 +454,19 @@ def _dip_l0_method() -> Method:
   if _FINISH_SHIFTS.value not in (None, 1) and not shifted:
     raise UsageError(f"--finish_shifts={config.finish_shifts} needs a blend solved at a reduced "
                      "size (--finish_beta > 0, --finish_blend > 0, --downsample > 1)")
+  if _FINISH_BETA_SCALES.value is not None and config.finish_beta == 0:
+    raise UsageError(f"--finish_beta_scales={','.join(_FINISH_BETA_SCALES.value)} needs a "
+                     "finishing step (--finish_beta > 0)")
+  blended = config.finish_beta > 0 and config.finish_blend > 0
+  check_positive("finish_plain_scale", config.finish_plain_scale)
+  check_positive("finish_fft_lam", config.finish_fft_lam, allow_equal=True)
+  for flag, unused in ((_FINISH_PLAIN_SCALE, 1.0), (_FINISH_FFT_LAM, 0.0)):
+    if flag.value not in (None, unused) and not blended:
+      raise UsageError(f"--{flag.name}={flag.value:g} needs a blend (--finish_beta > 0, "
+                       "--finish_blend > 0)")
+  if _FINISH_PLAIN_FULL.value and not shifted:
+    raise UsageError("--finish_plain_full needs a blend solved at a reduced size "
+                     "(--finish_beta > 0, --finish_blend > 0, --downsample > 1)")
   check_positive("downsample", config.downsample)
   check_positive("finish_beta", config.finish_beta, allow_equal=True)
   if config.downsample > 1 and TASK.value != "denoise":
@@ -452,6 +495,14 @@ def _dip_l0_method() -> Method:
       settings["finish_blend"] = config.finish_blend
     if shifted and config.finish_shifts != 1:
       settings["finish_shifts"] = config.finish_shifts
+    if config.finish_beta_scales != (1.0,):
+      settings["finish_beta_scales"] = list(config.finish_beta_scales)
+    if blended and config.finish_plain_scale != 1:
+      settings["finish_plain_scale"] = config.finish_plain_scale
+    if shifted and config.finish_plain_full:
+      settings["finish_plain_full"] = True
+    if blended and config.finish_fft_lam > 0:
+      settings["finish_fft_lam"] = config.finish_fft_lam
 
   def outputs(state, shape):
     return {"output": _enlarge(state.avg, shape, "linear"),

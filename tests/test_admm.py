@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from dipl0_jax import admm, l0_region_fusion, operators
+from dipl0_jax import admm, l0_fft, l0_region_fusion, operators
 from dipl0_jax import generator as gen
 
 # Two scales keep compilation short; the generator itself is tested in test_generator.py.
@@ -289,6 +289,64 @@ def test_finish_shifts_average_plain_l0_over_offsets_of_the_shrinking_grid():
   for bad in (0, 5, 2.0):
     with pytest.raises(ValueError, match="finish_shifts must be an integer in 1..4"):
       admm.finish(y[0], avg[0], dataclasses.replace(config, finish_shifts=bad))
+
+
+def test_finish_beta_scales_average_every_finishing_step_over_gammas():
+  # Every finishing step (of the average, and of plain ℓ0 in the blend) is the mean of its
+  # results at γ·s; with one scale it is that γ's step.
+  step = l0_region_fusion.RegionFusionProx(50)
+  config = admm.DipL0Config(lam=0.3, beta=3.0, l0_step=step, downsample=2, finish_beta=1.0,
+                            finish_views=2)
+  rng = np.random.default_rng(11)
+  y = rng.random((13, 20, 3)).astype(np.float32)
+  avg = admm.shrink(y + 0.05, 2)
+  finish = jax.jit(admm.finish, static_argnums=2)
+  for blend in (0.0, 0.5):
+    base = dataclasses.replace(config, finish_blend=blend)
+    got = np.asarray(finish(y, avg, dataclasses.replace(base, finish_beta_scales=(1.0, 3.0))))
+    expected = np.mean([np.asarray(finish(y, avg, dataclasses.replace(base, finish_beta=g)))
+                        for g in (1.0, 3.0)], 0)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    doubled = dataclasses.replace(base, finish_beta=0.5, finish_beta_scales=(2.0,))
+    np.testing.assert_allclose(np.asarray(finish(y, avg, doubled)),
+                               np.asarray(finish(y, avg, base)), atol=1e-6)
+  for bad in ((), (1.0, 0.0), (float("inf"),)):
+    with pytest.raises(ValueError, match="finish_beta_scales must be finite and > 0"):
+      admm.finish(y, avg, dataclasses.replace(config, finish_beta_scales=bad))
+
+
+def test_finish_plain_members_full_resolution_and_fft_are_averaged_in():
+  # Plain ℓ0 alone (b = 1), one view: the mean of the finished half-resolution solve, the same
+  # solve at full resolution (both at finish_plain_scale·2λ/β) and FFT ℓ0 at finish_fft_lam.
+  step = l0_region_fusion.RegionFusionProx(50)
+  config = admm.DipL0Config(lam=0.3, beta=3.0, l0_step=step, downsample=2, finish_beta=1.0,
+                            finish_blend=1.0, finish_plain_scale=0.5, finish_plain_full=True,
+                            finish_fft_lam=0.02)
+  rng = np.random.default_rng(12)
+  y = rng.random((2, 13, 21, 3)).astype(np.float32)
+  avg = admm.shrink(y, 2)
+  finish = jax.jit(jax.vmap(admm.finish, in_axes=(0, 0, None)), static_argnums=2)
+  got = np.asarray(finish(y, avg, config))
+
+  def finished(x, v0):
+    return l0_region_fusion.region_fusion((x + 0.5 * v0) / 1.5, lam=0.2, num_passes=50)
+
+  for i in range(2):
+    x = y[i]
+    half = l0_region_fusion.region_fusion(np.asarray(admm.shrink(x, 2)), lam=0.1, num_passes=50)
+    solves = [np.asarray(admm.enlarge(half, x.shape)),
+              l0_region_fusion.region_fusion(x, lam=0.1, num_passes=50),
+              np.asarray(l0_fft.l0_smooth(x, lam=0.02))]
+    np.testing.assert_allclose(got[i], np.mean([finished(x, v0) for v0 in solves], 0),
+                               atol=1e-5)
+  # At full resolution the full-resolution member is the grid's own solve: not added twice.
+  full = dataclasses.replace(config, downsample=1, finish_fft_lam=0.0)
+  np.testing.assert_array_equal(
+      np.asarray(finish(y, y, full)),
+      np.asarray(finish(y, y, dataclasses.replace(full, finish_plain_full=False))))
+  for field, bad in (("finish_plain_scale", 0.0), ("finish_fft_lam", -0.1)):
+    with pytest.raises(ValueError, match=f"{field} must be finite"):
+      admm.finish(y[0], avg[0], dataclasses.replace(config, **{field: bad}))
 
 
 def test_dip_l0_reports_the_finished_average():

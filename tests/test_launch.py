@@ -77,8 +77,9 @@ def test_run_defaults_to_dip_l0_fast_on_shipped_image(tmp_path):
   with open(tmp_path / "results" / "chelsea_dip_l0_log.json") as f:
     settings = json.load(f)["settings"]
   expected = {"preset": "fast", "l0_solver": "region_fusion", "channels": 16, "scales": 4,
-              "downsample": 2, "finish_beta": 0.75, "finish_views": 8, "finish_blend": 0.5,
-              "finish_shifts": 4, "outer_iters": 2}
+              "downsample": 2, "finish_beta": 0.75, "finish_views": 8, "finish_blend": 0.8,
+              "finish_shifts": 4, "finish_beta_scales": [1.0, 2.0], "finish_plain_scale": 0.7,
+              "finish_plain_full": True, "finish_fft_lam": 0.02, "outer_iters": 2}
   assert {k: settings[k] for k in expected} == expected
 
 

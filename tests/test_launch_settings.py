@@ -40,7 +40,9 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("region_fusion", 16, 4)
   assert (s["outer_iters"], s["inner_iters"], s["lr"], s["ema"]) == (80, 10, 0.01, 0.8)
   assert (s["downsample"], s["finish_beta"], s["finish_views"], s["finish_blend"]) == (2, 0.75,
-                                                                                        8, 0.5)
+                                                                                        8, 0.8)
+  assert (s["finish_beta_scales"], s["finish_plain_scale"], s["finish_plain_full"],
+          s["finish_fft_lam"]) == ([1.0, 2.0], 0.7, True, 0.02)
   assert settings(method="dip_l0", preset="fast", finish_views=2)["finish_views"] == 2
   assert settings(method="dip_l0", preset="fast", finish_blend=1.0)["finish_blend"] == 1.0
   assert settings(method="dip_l0", preset="fast")["finish_shifts"] == 4
@@ -50,7 +52,8 @@ def test_fast_preset_brings_its_generator_and_l0_step_and_flags_override_them():
   assert (s["l0_solver"], s["channels"], s["scales"]) == ("fft", 8, 4)
   # Named only when used, so that older runs' settings still match.
   assert all(k not in s for k in ("downsample", "finish_beta", "finish_views", "finish_blend",
-                                  "finish_shifts"))
+                                  "finish_shifts", "finish_beta_scales", "finish_plain_scale",
+                                  "finish_plain_full", "finish_fft_lam"))
   assert "finish_views" not in settings(method="dip_l0", preset="fast", finish_views=1)
   assert "finish_blend" not in settings(method="dip_l0", preset="fast", finish_blend=0.0)
   assert "finish_shifts" not in settings(method="dip_l0", preset="fast", finish_shifts=1)
@@ -101,6 +104,34 @@ def test_finish_shifts_flag_is_checked():
     with pytest.raises(common.UsageError, match="--finish_shifts=2 needs a blend solved at a "
                        "reduced size"):
       settings(**{"method": "dip_l0", "preset": "fast", "finish_shifts": 2, **unused})
+
+
+def test_finish_ensemble_flags_are_checked():
+  s = settings(method="dip_l0", preset="fast", finish_beta_scales=["1", "0.5", "3"],
+               finish_plain_scale=0.5, finish_plain_full=False, finish_fft_lam=0.01)
+  assert s["finish_beta_scales"] == [1.0, 0.5, 3.0] and "finish_plain_full" not in s
+  assert (s["finish_plain_scale"], s["finish_fft_lam"]) == (0.5, 0.01)
+  assert "finish_beta_scales" not in settings(method="dip_l0", preset="fast",
+                                              finish_beta_scales=["1"])
+  for bad in (["0"], ["-1", "2"], ["x"], ["nan"]):
+    with pytest.raises(common.UsageError, match="--finish_beta_scales=.*: must be numbers > 0"):
+      settings(method="dip_l0", preset="fast", finish_beta_scales=bad)
+  with pytest.raises(common.UsageError, match="--finish_beta_scales=1,2 needs a finishing step"):
+    settings(method="dip_l0", preset="nks", finish_beta_scales=["1", "2"])
+  with pytest.raises(common.UsageError, match="--finish_plain_scale=0.0: must be"):
+    settings(method="dip_l0", preset="fast", finish_plain_scale=0.0)
+  with pytest.raises(common.UsageError, match="--finish_fft_lam=-1.0: must be"):
+    settings(method="dip_l0", preset="fast", finish_fft_lam=-1.0)
+  for flag in ({"finish_plain_scale": 0.5}, {"finish_fft_lam": 0.01}):
+    with pytest.raises(common.UsageError, match="needs a blend"):
+      settings(method="dip_l0", preset="fast", finish_blend=0.0, **flag)
+  with pytest.raises(common.UsageError, match="--finish_plain_full needs a blend solved at a "
+                     "reduced size"):
+    settings(method="dip_l0", preset="fast", downsample=1, finish_plain_full=True)
+  # What cannot act is not named: no blend, no plain members.
+  s = settings(method="dip_l0", preset="fast", finish_blend=0.0)
+  assert s["finish_beta_scales"] == [1.0, 2.0]
+  assert all(k not in s for k in ("finish_plain_scale", "finish_plain_full", "finish_fft_lam"))
 
 
 def test_dip_generator_flags():
