@@ -450,14 +450,14 @@ def _dip_l0_method() -> Method:
                      "(--finish_beta > 0)")
   if not 1 <= config.finish_shifts <= 4:
     raise UsageError(f"--finish_shifts={config.finish_shifts}: must be in 1..4")
-  shifted = config.finish_beta > 0 and config.finish_blend > 0 and config.downsample > 1
+  blended = config.finish_beta > 0 and config.finish_blend > 0
+  shifted = blended and config.downsample > 1
   if _FINISH_SHIFTS.value not in (None, 1) and not shifted:
     raise UsageError(f"--finish_shifts={config.finish_shifts} needs a blend solved at a reduced "
                      "size (--finish_beta > 0, --finish_blend > 0, --downsample > 1)")
   if _FINISH_BETA_SCALES.value is not None and config.finish_beta == 0:
     raise UsageError(f"--finish_beta_scales={','.join(_FINISH_BETA_SCALES.value)} needs a "
                      "finishing step (--finish_beta > 0)")
-  blended = config.finish_beta > 0 and config.finish_blend > 0
   check_positive("finish_plain_scale", config.finish_plain_scale)
   check_positive("finish_fft_lam", config.finish_fft_lam, allow_equal=True)
   for flag, unused in ((_FINISH_PLAIN_SCALE, 1.0), (_FINISH_FFT_LAM, 0.0)):
