@@ -21,6 +21,8 @@ Groups that cannot fuse at the current β are skipped, which does not change the
 """
 
 import dataclasses
+import os
+from concurrent import futures
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +70,11 @@ def _add_link(ints: np.ndarray, slot: int, t_links: np.ndarray, m: int, g: int,
   return m + 1
 
 
-@numba.njit(cache=True)
+# nogil: XLA runs independent `pure_callback`s (the finishing step's ~130 solves) on its own
+# threads at once, and `_prox_host` spreads a batch over threads; with the GIL held they ran
+# one at a time. The fast preset's finishing step at 512×384 took 5.9 s instead of 9.6 s,
+# with the same output (README, Time to quality).
+@numba.njit(cache=True, nogil=True)
 def _fuse(image: np.ndarray, lam: float, num_passes: int) -> np.ndarray:
   """Runs region fusion; (H, W, C) float32 in, (H, W, C) float32 group means out."""
   h, w, c = image.shape
@@ -293,13 +299,21 @@ def _prox_host(x: np.ndarray, weight: np.ndarray, num_passes: int) -> np.ndarray
   x = np.asarray(x, np.float32)
   weight = np.asarray(weight, np.float64)
   out = np.empty_like(x)
-  for b in np.ndindex(weight.shape):
+
+  def solve(b):
     # Exceptions must not escape a pure_callback, so bad weights are mapped to outputs:
     # NaN flags a non-finite weight, and weight ≤ 0 is the identity (the prox of 0).
     if not np.isfinite(weight[b]):
       out[b] = np.nan
     else:
       out[b] = region_fusion(x[b], lam=max(float(weight[b]), 0.0), num_passes=num_passes)
+
+  batch = list(np.ndindex(weight.shape))
+  if len(batch) == 1:
+    solve(batch[0])
+  else:  # the solves are independent and release the GIL: one thread per core
+    with futures.ThreadPoolExecutor(min(len(batch), os.cpu_count() or 1)) as pool:
+      list(pool.map(solve, batch))
   return out
 
 

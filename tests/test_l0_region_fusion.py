@@ -1,6 +1,7 @@
 """Tests for region-fusion ℓ0 smoothing (`dipl0_jax.l0_region_fusion`)."""
 
 import collections
+from concurrent import futures
 
 import jax
 import jax.numpy as jnp
@@ -233,6 +234,18 @@ def test_prox_matches_numpy_under_jit_and_vmap():
   shared = jax.vmap(region_fusion_prox, in_axes=(None, 0))(images[0], weights)
   for out, wt in zip(shared, weights, strict=True):
     np.testing.assert_array_equal(out, region_fusion(images[0], lam=float(wt), num_passes=50))
+
+
+def test_solves_on_threads_at_once_match_one_at_a_time():
+  # The solver releases the GIL, and XLA and batched proxes run several solves at once.
+  rng = np.random.default_rng(9)
+  images = [block_image(rng, 40, 36, 3) + 0.05 * rng.standard_normal((40, 36, 3))
+            for _ in range(6)]
+  expected = [region_fusion(x, lam=0.03, num_passes=20) for x in images]
+  with futures.ThreadPoolExecutor(3) as pool:
+    got = list(pool.map(lambda x: region_fusion(x, lam=0.03, num_passes=20), images))
+  for out, want in zip(got, expected, strict=True):
+    np.testing.assert_array_equal(out, want)
 
 
 def test_prox_of_zero_weight_is_identity():
