@@ -108,7 +108,7 @@ PRESETS = {
     # images for 0.5–0.9 s more), and the result with plain ℓ0 finished alike (b = 0.8), an
     # ensemble of 6 solves — the 4 offsets of the half-resolution grid, full resolution (all
     # at 0.7·2λ/β), FFT ℓ0 at λ = 0.02 — each finished at γ and 2γ, as is the average:
-    # 34.67 → 35.03 dB on those images, 34.38 → 34.78 on 8 others, finishing in 10–12 s
+    # 34.67 → 35.03 dB on those images, 34.38 → 34.78 on 8 others, finishing in 5–9 s
     # (README, Time to quality).
     "fast": DipL0Config(generator=gen.GeneratorConfig().resized(16, 4), lam=0.025, beta=2.25,
                         outer_iters=80, inner_iters=10, lr=0.01, ema=0.8,

@@ -72,8 +72,8 @@ def _add_link(ints: np.ndarray, slot: int, t_links: np.ndarray, m: int, g: int,
 
 # nogil: XLA runs independent `pure_callback`s (the finishing step's ~130 solves) on its own
 # threads at once, and `_prox_host` spreads a batch over threads; with the GIL held they ran
-# one at a time. The fast preset's finishing step at 512×384 took 5.9 s instead of 9.6 s,
-# with the same output (README, Time to quality).
+# one at a time. The fast preset's finishing step at 512×384 takes 6.0–6.3 s instead of
+# 7.8–10.3 s, with the same output (README, Time to quality).
 @numba.njit(cache=True, nogil=True)
 def _fuse(image: np.ndarray, lam: float, num_passes: int) -> np.ndarray:
   """Runs region fusion; (H, W, C) float32 in, (H, W, C) float32 group means out."""
