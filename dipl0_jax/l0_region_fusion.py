@@ -323,7 +323,8 @@ def region_fusion_prox(x: jax.Array, weight: jax.typing.ArrayLike, *,
 
   (H, W, C) float32 → (H, W, C) float32, by `region_fusion` with λ = weight run on the host
   through `jax.pure_callback`, so it works under `jax.jit` and `jax.vmap` (batched calls
-  reach the host as one call and are looped over there). Not differentiable.
+  reach the host as one call and are solved there on one thread per core). Not
+  differentiable.
 
   ADMM's v-update argmin_v λ·C(v) + (ρ/2)‖v − x‖² is this with weight = 2λ/ρ.
 
