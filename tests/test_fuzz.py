@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -34,7 +34,11 @@ def images(draw):
 @given(image=images(),
        lam=st.floats(-1.0, 10.0) | st.sampled_from([float("nan"), float("inf")]),
        kappa=st.floats(-2.0, 8.0) | st.sampled_from([float("nan"), float("inf")]))
-def test_l0_smooth_gives_finite_result_in_range_or_value_error(image, lam, kappa):
+# Xu et al.'s scheme is not a range-preserving filter: here the isolated dark pixel keeps its
+# early, too deep step while its neighbours flatten upwards, ending 0.21 below the input's min.
+@example(image=np.array([[[0.5117], [0.9507], [0.1442], [0.9487], [0.3118], [0.4233]]],
+                        np.float16), lam=1.0, kappa=3.0)
+def test_l0_smooth_gives_finite_mean_keeping_result_or_value_error(image, lam, kappa):
   try:
     out = np.asarray(dipl0_jax.l0_smooth(image, lam=lam, kappa=kappa, beta_max=1e3))
   except ValueError as e:
@@ -42,10 +46,12 @@ def test_l0_smooth_gives_finite_result_in_range_or_value_error(image, lam, kappa
     return
   assert out.shape == image.shape
   assert np.all(np.isfinite(out))
-  # Averaging with periodic boundaries can overshoot the input's range only slightly.
-  lo, hi = float(image.min()), float(image.max())
-  margin = 0.25 * (hi - lo) + 1e-3
-  assert out.min() >= lo - margin and out.max() <= hi + margin
+  # What the solver does promise: periodic differences have no DC term, so every solve keeps
+  # each channel's mean, and an image without edges stays as it is.
+  image = image.astype(np.float64)
+  np.testing.assert_allclose(out.mean(axis=(0, 1)), image.mean(axis=(0, 1)), atol=1e-5)
+  if np.ptp(image) == 0 or not lam > 0:
+    np.testing.assert_allclose(out, image, atol=1e-5)
 
 
 @st.composite
