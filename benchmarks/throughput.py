@@ -6,8 +6,10 @@
 Every batch is split over this process's devices as the launchers split it
 (`dipl0_jax.sharding`; padded to a multiple of the device count, the padding not counted),
 so with several devices it runs data-parallel. `l0`: one call of the launchers' batched FFT
-solver (`l0_fft.l0_smooth_batch`, image by image on CPU). `dip_l0`: the launcher's jitted Adam
-step (image by image on CPU, see `sharding.batch_map`) and v/w/average update
+solver (`l0_fft.l0_smooth_batch`, image by image on CPU). `region_fusion`: the launchers'
+Region Fusion batch (`l0_region_fusion.region_fusion_batch`, on the host, one thread per core,
+whatever the devices; "compile" is the first call, loading Numba's cache). `dip_l0`: the
+launcher's jitted Adam step (image by image on CPU, see `sharding.batch_map`) and v/w/average update
 (`admm.iterate`); an outer iteration is --inner_iters Adam steps and one update, so images/s is
 batch / (inner_iters · Adam step + update). Medians of --repeats calls after a warm-up call;
 compile seconds apart.
@@ -21,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import measure, timing
-from dipl0_jax import admm, l0_fft, sharding
+from dipl0_jax import admm, l0_fft, l0_region_fusion, sharding
 
 _SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
@@ -29,7 +31,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (medi
 _CHANNELS = flags.DEFINE_integer("channels", 128, "dip_l0 generator channels per scale.")
 _SCALES = flags.DEFINE_integer("scales", 5, "dip_l0 generator scales.")
 _INNER = flags.DEFINE_integer("inner_iters", 25, "dip_l0 Adam steps per outer iteration.")
-_METHODS = flags.DEFINE_list("methods", ["l0", "dip_l0"], "Which of l0, dip_l0 to time.")
+_METHODS = flags.DEFINE_list("methods", ["l0", "region_fusion", "dip_l0"],
+                             "Which of l0, region_fusion, dip_l0 to time.")
 _JSON = flags.DEFINE_string("json", "results/throughput.json", "Where to write the results.")
 
 
@@ -49,6 +52,15 @@ def l0_row(images: np.ndarray, mesh, repeats: int) -> dict:
   return {"compile_s": compile_s, "seconds": seconds}
 
 
+def region_fusion_row(images: np.ndarray, repeats: int) -> dict:
+  """First-call seconds and median seconds of the Region Fusion batch (λ 0.02, K = 100)."""
+  def solve():
+    return l0_region_fusion.region_fusion_batch(images, lam=0.02)
+
+  first_s = timing.median_seconds(solve, 1, warmup=0)
+  return {"compile_s": first_s, "seconds": timing.median_seconds(solve, repeats, warmup=0)}
+
+
 def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config) -> dict:
   """Compile seconds and median seconds of the launcher's Adam step and update on a batch."""
   keys = jax.random.split(jax.random.key(0), len(images))
@@ -60,6 +72,10 @@ def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config)
 
 def main(argv):
   del argv
+  unknown = set(_METHODS.value) - {"l0", "region_fusion", "dip_l0"}
+  if unknown:
+    raise app.UsageError(f"unknown --methods {sorted(unknown)}: choose from l0, region_fusion, "
+                         "dip_l0")
   w, h = timing.parse_size(_SIZE.value)
   image = timing.test_image(w, h)
   mesh = sharding.batch_mesh()
@@ -75,8 +91,12 @@ def main(argv):
     base = None
     for b in (int(v) for v in _BATCHES.value):
       images = _batch(image, b)
-      row = (l0_row(images, mesh, _REPEATS.value) if method == "l0" else
-             dip_l0_row(images, mesh, _REPEATS.value, config))
+      if method == "l0":
+        row = l0_row(images, mesh, _REPEATS.value)
+      elif method == "region_fusion":
+        row = region_fusion_row(images, _REPEATS.value)
+      else:
+        row = dip_l0_row(images, mesh, _REPEATS.value, config)
       row = {"method": method, "batch": b, "padded": sharding.padded_size(b, mesh), **row,
              "images_per_s": b / row["seconds"]}
       base = base or row["images_per_s"]

@@ -22,7 +22,9 @@ Groups that cannot fuse at the current β are skipped, which does not change the
 
 import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from concurrent import futures
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -294,6 +296,38 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
   return _fuse(np.ascontiguousarray(image, np.float32), lam, int(num_passes))
 
 
+def _each_on_cores(solve: Callable[[Any], None], items: Sequence[Any]) -> None:
+  """Calls `solve` on every item: on one thread per core when there are several.
+
+  Meant for solves that release the GIL (`_fuse` is compiled with `nogil`); exceptions are
+  raised in the caller.
+  """
+  if len(items) == 1:
+    solve(items[0])
+  elif items:
+    with futures.ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
+      list(pool.map(solve, items))
+
+
+def region_fusion_batch(images: np.ndarray, *, lam: float = 0.02,
+                        num_passes: int = 100) -> np.ndarray:
+  """`region_fusion` of each image of a (B, H, W, C) batch → (B, H, W, C) float32.
+
+  The solves run on one thread per core and equal those of one image at a time.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f"region_fusion_batch expects a (B, H, W, C) batch, got shape "
+                     f"{images.shape}")
+  out = np.empty(images.shape, np.float32)
+
+  def solve(b):
+    out[b] = region_fusion(images[b], lam=lam, num_passes=num_passes)
+
+  _each_on_cores(solve, range(len(images)))
+  return out
+
+
 def _prox_host(x: np.ndarray, weight: np.ndarray, num_passes: int) -> np.ndarray:
   """Host side of `region_fusion_prox`: (*B, H, W, C), (*B,) → (*B, H, W, C) float32."""
   x = np.asarray(x, np.float32)
@@ -308,12 +342,7 @@ def _prox_host(x: np.ndarray, weight: np.ndarray, num_passes: int) -> np.ndarray
     else:
       out[b] = region_fusion(x[b], lam=max(float(weight[b]), 0.0), num_passes=num_passes)
 
-  batch = list(np.ndindex(weight.shape))
-  if len(batch) == 1:
-    solve(batch[0])
-  else:  # the solves are independent and release the GIL: one thread per core
-    with futures.ThreadPoolExecutor(min(len(batch), os.cpu_count() or 1)) as pool:
-      list(pool.map(solve, batch))
+  _each_on_cores(solve, list(np.ndindex(weight.shape)))
   return out
 
 

@@ -269,8 +269,7 @@ def _l0_method() -> Method:
 
     def solve(images, keys, state=None):
       del keys, state  # deterministic, one pass
-      out = np.stack([l0_region_fusion.region_fusion(x, lam=lam, num_passes=passes)
-                      for x in images])
+      out = l0_region_fusion.region_fusion_batch(images, lam=lam, num_passes=passes)
       yield Progress(1, 1, {}, {"output": out})
 
     return Method("l0", {"l0_solver": "region_fusion", "lambda_": lam, "num_passes": passes},

@@ -32,7 +32,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most same-size images solved at once, split over the devices "
     "(default: the number of this process's devices; on CPU a larger batch is solved image "
-    "by image, no faster per image).")
+    "by image, no faster per image, but for --l0_solver=region_fusion, which solves a batch "
+    "on one thread per core).")
 _FIGURE = flags.DEFINE_string(
     "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
     "and PATH_convergence.png from the run's log; a folder when there are several inputs.")

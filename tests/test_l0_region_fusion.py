@@ -246,6 +246,8 @@ def test_solves_on_threads_at_once_match_one_at_a_time():
     got = list(pool.map(lambda x: region_fusion(x, lam=0.03, num_passes=20), images))
   for out, want in zip(got, expected, strict=True):
     np.testing.assert_array_equal(out, want)
+  batch = l0_region_fusion.region_fusion_batch(np.stack(images), lam=0.03, num_passes=20)
+  np.testing.assert_array_equal(batch, np.stack(expected))
 
 
 def test_prox_of_zero_weight_is_identity():
@@ -270,6 +272,13 @@ def test_prox_of_zero_weight_is_identity():
 def test_invalid_arguments_raise(image, kwargs):
   with pytest.raises(ValueError):
     region_fusion(image, **kwargs)
+
+
+def test_batch_invalid_arguments_raise_in_the_caller():
+  with pytest.raises(ValueError, match="batch"):
+    l0_region_fusion.region_fusion_batch(np.zeros((4, 4, 3)))
+  with pytest.raises(ValueError, match="lam"):  # raised on a worker thread
+    l0_region_fusion.region_fusion_batch(np.zeros((2, 4, 4, 3)), lam=-0.1)
 
 
 def test_prox_invalid_arguments_raise():
