@@ -170,11 +170,16 @@ def main(run: Callable[[], None], before: Callable[[], None] = lambda: None
   return absl_main
 
 
-def batch_size(value: int | None) -> int:
+def batch_size(value: int | None, method: "Method") -> int:
   """--batch_size, defaulting to this process's device count (one image per device): on CPU
   a larger batch is computed image by image (`sharding.batch_map`), so it is no faster per
-  image, and it compiles once per image."""
-  size = jax.local_device_count() if value is None else value
+  image, and it compiles once per image. A method that solves batches on the host's cores
+  (`Method.host_threads`) defaults to at least the core count."""
+  if value is None:
+    value = jax.local_device_count()
+    if method.host_threads:
+      value = max(value, os.cpu_count() or 1)
+  size = value
   if size < 1:
     raise UsageError(f"--batch_size={size}: must be ≥ 1")
   return size
@@ -231,6 +236,8 @@ class Method:
     init: (images, keys) -> the initial state of an iterative method; None for the others.
     finish: (images, last Progress) -> the final outputs, applied once when a solve ends
       (finished or stopped); None keeps the last Progress's.
+    host_threads: `solve` spreads a batch over the host's cores (one thread per image), so
+      batches of up to the core count are faster per image.
   """
 
   name: str
@@ -240,6 +247,7 @@ class Method:
   init: Callable[[np.ndarray, jax.Array], object] | None = None
   memory: Callable[[int, int], int] | None = None  # (H, W) -> estimated peak bytes
   finish: Callable[[np.ndarray, Progress], dict[str, np.ndarray]] | None = None
+  host_threads: bool = False
 
   def describe(self) -> str:
     """'name (key=value ...)' for the console."""
@@ -273,7 +281,7 @@ def _l0_method() -> Method:
       yield Progress(1, 1, {}, {"output": out})
 
     return Method("l0", {"l0_solver": "region_fusion", "lambda_": lam, "num_passes": passes},
-                  solve)
+                  solve, host_threads=True)
 
   kappa, beta_max = _KAPPA.value, _BETA_MAX.value
 

@@ -41,7 +41,8 @@ _FIGURES_DIR = flags.DEFINE_string(
 _GRID_IMAGES = flags.DEFINE_integer("grid_images", 4, "Rows of the results grid.")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most consecutive same-size images solved at once, split over the "
-    "devices (default: the number of this process's devices).")
+    "devices (default: the number of this process's devices, or the core count if more for "
+    "--l0_solver=region_fusion, which solves a batch on one thread per core).")
 
 
 def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -160,8 +161,8 @@ def run() -> None:
     raise common.UsageError("--data_dir is required")
   if _CROP.value is not None and _CROP.value < 8:
     raise common.UsageError(f"--crop={_CROP.value}: must be ≥ 8")
-  size = common.batch_size(_BATCH_SIZE.value)
   method = common.build_method()
+  size = common.batch_size(_BATCH_SIZE.value, method)
   try:
     layout, pairs = datasets.find_pairs(_DATA_DIR.value, split=_SPLIT.value)
   except ValueError as e:

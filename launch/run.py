@@ -32,8 +32,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most same-size images solved at once, split over the devices "
     "(default: the number of this process's devices; on CPU a larger batch is solved image "
-    "by image, no faster per image, but for --l0_solver=region_fusion, which solves a batch "
-    "on one thread per core).")
+    "by image, no faster per image; --l0_solver=region_fusion solves a batch on one thread "
+    "per core and defaults to at least the core count).")
 _FIGURE = flags.DEFINE_string(
     "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
     "and PATH_convergence.png from the run's log; a folder when there are several inputs.")
@@ -82,7 +82,7 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
   notes += apps.check_method(method.settings)
-  size = common.batch_size(_BATCH_SIZE.value)
+  size = common.batch_size(_BATCH_SIZE.value, method)
   if _CHECKPOINT_DIR.value and jax.process_count() > 1:
     raise common.UsageError("--checkpoint_dir works with one process only (--num_processes=1)")
   paths = _inputs()
@@ -121,7 +121,8 @@ def _solve(method: common.Method, paths: list[str], outputs: list[str],
   groups = collections.defaultdict(list)
   for i in mine:
     groups[images[i].shape].append(i)
-  base_key, size = jax.random.key(common.SEED.value), common.batch_size(_BATCH_SIZE.value)
+  base_key = jax.random.key(common.SEED.value)
+  size = common.batch_size(_BATCH_SIZE.value, method)
   for shape, members in groups.items():
     for start in range(0, len(members), size):
       batch = members[start: start + size]
