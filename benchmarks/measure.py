@@ -58,21 +58,25 @@ def dip_step(width: int, height: int, config: deep_image_prior.DipConfig, seed: 
   """The launcher's jitted DIP Adam step (batch of one), compiled for a width × height image.
 
   Returns:
-    (step: state -> state, the initial state, y (1, H, W, 3), compile seconds). `step`
-    donates its input state.
+    (step: state -> state, the initial state, y (1, H, W, 3), compile seconds, FLOPs of a
+    step by XLA's cost analysis). `step` donates its input state.
   """
   y = jnp.asarray(timing.test_image(width, height)[None])
   state = deep_image_prior.init_batch(jax.random.key(seed)[None], y, IDENTITY, config)
   step_config = dataclasses.replace(config, num_iters=1)  # as `deep_image_prior.iterate`
   compiled, compile_s = timing.compile_seconds(
       deep_image_prior._step_batch, state, y, IDENTITY, step_config)
-  return (lambda s: compiled(s, y, IDENTITY)[0]), state, y, compile_s
+
+  def step(s):
+    return compiled(s, y, IDENTITY)[0]
+
+  return step, state, y, compile_s, timing.flops(compiled)
 
 
 def dip_steps(width: int, height: int, config: deep_image_prior.DipConfig,
               repeats: int) -> dict:
   """DIP: compile and median seconds of one Adam step; a solve is config.num_iters steps."""
-  step, state, _, compile_s = dip_step(width, height, config)
+  step, state, _, compile_s, _ = dip_step(width, height, config)
   adam_s = timing.median_seconds(timing.Chain(step, state), repeats, warmup=1)
   return {"compile_s": compile_s, "adam_step_s": adam_s, "steps": config.num_iters,
           "solve_s": config.num_iters * adam_s}

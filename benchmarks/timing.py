@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import jaxlib
 import numpy as np
 from PIL import Image
@@ -34,6 +35,21 @@ def compile_seconds(jitted, *args, **kwargs) -> tuple[Callable, float]:
   start = time.perf_counter()
   compiled = jitted.lower(*args, **kwargs).compile()
   return compiled, time.perf_counter() - start
+
+
+def flops(compiled) -> float:
+  """Floating-point operations of one call of a compiled function, by XLA's cost analysis
+  (a multiply-add counts two)."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost.get("flops", 0.0))
+
+
+def matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:
+  """This CPU's practical peak: FLOP/s of an n × n float32 matrix product in XLA."""
+  a = jnp.ones((n, n), jnp.float32)
+  product = jax.jit(lambda a: a @ a)
+  return 2 * n**3 / median_seconds(lambda: product(a), repeats, warmup=1)
 
 
 class Chain:

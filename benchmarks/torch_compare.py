@@ -12,6 +12,11 @@ The two steps alternate, one call each per repeat after one warm-up call each, s
 in machine load hits both; times are medians. Before timing, --check compares the two
 networks' outputs on z with our parameters. Needs `pip install -e ".[bench]"` (torch).
 
+The step's FLOPs (XLA's cost analysis; the same network, so the same for PyTorch) over the
+time give each side's FLOP rate, and over this CPU's practical peak (the faster of XLA's and
+PyTorch's 3072² float32 matrix products, timed first) the least time any implementation could
+take: `bound` is that time over PyTorch's step, the lowest ours/torch ratio within reach.
+
 Run it on an otherwise idle machine: PyTorch's OpenMP threads spin-wait between parallel
 regions, and with another job on the cores a 2-thread PyTorch step became 10–20× slower than a
 1-thread one (OMP_WAIT_POLICY=PASSIVE in the environment, which must be set before Python
@@ -54,7 +59,7 @@ def _use_threads(n: int | None) -> int:
 
 def _compare(width: int, height: int, channels: int, repeats: int, check: bool) -> dict:
   config = measure.dip_config(channels)
-  step, state, y, compile_s = measure.dip_step(width, height, config)
+  step, state, y, compile_s, flops = measure.dip_step(width, height, config)
   # Copies of the initial parameters and input: `step` donates (invalidates) its state.
   params = jax.tree.map(lambda a: np.array(a[0]), state.params)
   z = np.array(state.z[0])
@@ -68,7 +73,7 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
   z_t = torch.from_numpy(z).permute(2, 0, 1)[None].contiguous()
   y_t = torch.from_numpy(np.array(y[0])).permute(2, 0, 1)[None].contiguous()
   row = {"width": width, "height": height, "channels": channels, "parameters": ours_count,
-         "compile_s": compile_s, "load_average": os.getloadavg()}
+         "compile_s": compile_s, "gflop": flops / 1e9, "load_average": os.getloadavg()}
   if check:
     ours_f = np.asarray(jax.jit(gen.generate, static_argnums=2)(params, z, config.generator))
     with torch.no_grad():
@@ -92,7 +97,14 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
   row.update(ours_step_s=statistics.median(ours), torch_step_s=statistics.median(theirs),
              ours_steps_s=ours, torch_steps_s=theirs)
   row["ratio"] = row["ours_step_s"] / row["torch_step_s"]
+  row["ours_gflop_per_s"] = row["gflop"] / row["ours_step_s"]
+  row["torch_gflop_per_s"] = row["gflop"] / row["torch_step_s"]
   return row
+
+
+def _torch_matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:
+  a = torch.ones(n, n)
+  return 2 * n**3 / timing.median_seconds(lambda: a @ a, repeats, warmup=1)
 
 
 def main(argv):
@@ -106,20 +118,27 @@ def main(argv):
     print(f"warning: load average {machine['load_average'][0]:.1f}: another job is running, "
           "and PyTorch's spinning OpenMP threads slow down far more than XLA's under "
           "contention (see the module docstring)")
+  peaks = {"xla": timing.matmul_flops_per_s() / 1e9, "torch": _torch_matmul_flops_per_s() / 1e9}
+  peak = max(peaks.values())
+  machine["matmul_gflop_per_s"] = peaks
   print(f"{threads} threads each, load {machine['load_average']}, jax {machine['jax']}, "
-        f"torch {machine['torch']}; DIP Adam step, medians of {_REPEATS.value}")
-  print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'ours s':>8} "
-        f"{'torch s':>8} {'ours/torch':>10} {'fwd diff':>9}", flush=True)
+        f"torch {machine['torch']}; DIP Adam step, medians of {_REPEATS.value}; 3072² matrix "
+        f"product: XLA {peaks['xla']:.0f}, PyTorch {peaks['torch']:.0f} GFLOP/s")
+  print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'GFLOP':>6} "
+        f"{'ours s':>8} {'torch s':>8} {'ours/torch':>10} {'GFLOP/s ours':>12} "
+        f"{'torch':>5} {'bound':>5} {'fwd diff':>9}", flush=True)
   rows = []
   for channels in _CHANNELS.value:
     for size in _SIZES.value:
       w, h = timing.parse_size(size)
       row = _compare(w, h, int(channels), _REPEATS.value, _CHECK.value)
+      row["bound"] = row["gflop"] / peak / row["torch_step_s"]
       rows.append(row)
       diff = f"{row['forward_max_abs_diff']:9.1e}" if "forward_max_abs_diff" in row else ""
       print(f"{channels:>8} {w:>4}×{h:<4} {row['parameters']:>10,} {row['compile_s']:9.1f} "
-            f"{row['ours_step_s']:8.4f} {row['torch_step_s']:8.4f} {row['ratio']:10.2f} "
-            f"{diff}", flush=True)
+            f"{row['gflop']:6.1f} {row['ours_step_s']:8.4f} {row['torch_step_s']:8.4f} "
+            f"{row['ratio']:10.2f} {row['ours_gflop_per_s']:12.0f} "
+            f"{row['torch_gflop_per_s']:5.0f} {row['bound']:5.2f} {diff}", flush=True)
   machine["load_average_after"] = os.getloadavg()
   timing.write_json(_JSON.value, {"machine": machine, "repeats": _REPEATS.value, "rows": rows})
 
