@@ -14,8 +14,9 @@ networks' outputs on z with our parameters. Needs `pip install -e ".[bench]"` (t
 
 The step's FLOPs (XLA's cost analysis; the same network, so the same for PyTorch) over the
 time give each side's FLOP rate, and over this CPU's practical peak (the faster of XLA's and
-PyTorch's 3072² float32 matrix products, timed first) the least time any implementation could
-take: `bound` is that time over PyTorch's step, the lowest ours/torch ratio within reach.
+PyTorch's 3072² float32 matrix products, timed first, fastest of 7 calls) the least time any
+implementation could take: `bound` is that time over PyTorch's step, the lowest ours/torch
+ratio within reach.
 
 Run it on an otherwise idle machine: PyTorch's OpenMP threads spin-wait between parallel
 regions, and with another job on the cores a 2-thread PyTorch step became 10–20× slower than a
@@ -104,7 +105,7 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
 
 def _torch_matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:
   a = torch.ones(n, n)
-  return 2 * n**3 / timing.median_seconds(lambda: a @ a, repeats, warmup=1)
+  return 2 * n**3 / timing.fastest_seconds(lambda: a @ a, repeats)
 
 
 def main(argv):
