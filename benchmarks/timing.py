@@ -17,9 +17,9 @@ from PIL import Image
 from dipl0_jax import image_io
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> float:
-  """Median wall time of `repeats` calls of fn (its result blocked on), after `warmup` untimed
-  calls (a compiled step's first call can take several times as long as the next ones)."""
+def call_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[float]:
+  """Wall times of `repeats` calls of fn (its result blocked on), after `warmup` untimed calls
+  (a compiled step's first call can take several times as long as the next ones)."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
   times = []
@@ -27,7 +27,12 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> f
     start = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> float:
+  """Median of `call_seconds`."""
+  return statistics.median(call_seconds(fn, repeats, warmup))
 
 
 def compile_seconds(jitted, *args, **kwargs) -> tuple[Callable, float]:
@@ -48,7 +53,7 @@ def flops(compiled) -> float:
 def fastest_seconds(fn: Callable[[], object], repeats: int) -> float:
   """Least wall time of `repeats` calls of fn after one untimed call: for peak rates, which a
   busy moment of a shared machine can only lower."""
-  return min(median_seconds(fn, 1, warmup=1 if i == 0 else 0) for i in range(repeats))
+  return min(call_seconds(fn, repeats, warmup=1))
 
 
 def matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:

@@ -179,10 +179,9 @@ def batch_size(value: int | None, method: "Method") -> int:
     value = jax.local_device_count()
     if method.host_threads:
       value = max(value, os.cpu_count() or 1)
-  size = value
-  if size < 1:
-    raise UsageError(f"--batch_size={size}: must be ≥ 1")
-  return size
+  if value < 1:
+    raise UsageError(f"--batch_size={value}: must be ≥ 1")
+  return value
 
 
 def check_positive(name: str, value: float, *, above: float = 0.0, allow_equal: bool = False):
