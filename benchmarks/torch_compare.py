@@ -12,11 +12,14 @@ The two steps alternate, one call each per repeat after one warm-up call each, s
 in machine load hits both; times are medians. Before timing, --check compares the two
 networks' outputs on z with our parameters. Needs `pip install -e ".[bench]"` (torch).
 
-The step's FLOPs (XLA's cost analysis; the same network, so the same for PyTorch) over the
-time give each side's FLOP rate, and over this CPU's practical peak (the faster of XLA's and
-PyTorch's 3072² float32 matrix products, timed first, fastest of 7 calls) the least time any
-implementation could take: `bound` is that time over PyTorch's step, the lowest ours/torch
-ratio within reach.
+Each side's FLOPs per step over its time give its FLOP rate: ours by XLA's cost analysis of
+the compiled step, PyTorch's by `torch.utils.flop_counter` (its convolutions and matrix
+products, forward and backward, counted on one extra step). They differ because our wide 3×3
+convolutions use Winograd's algorithm (`dipl0_jax.winograd`), which needs fewer
+multiplications. Our FLOPs over this CPU's practical peak (the faster of XLA's and PyTorch's
+3072² float32 matrix products, timed first, fastest of 7 calls) are the least time our
+arithmetic could take: `bound` is that time over PyTorch's step, the lowest ours/torch ratio
+within reach.
 
 Run it on an otherwise idle machine: PyTorch's OpenMP threads spin-wait between parallel
 regions, and with another job on the cores a 2-thread PyTorch step became 10–20× slower than a
@@ -33,6 +36,7 @@ import jax
 import numpy as np
 import torch
 from absl import app, flags
+from torch.utils import flop_counter
 
 from benchmarks import measure, timing
 from benchmarks import torch_generator as tg
@@ -83,6 +87,9 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
   torch_step = tg.DipStep(model, z_t, y_t, lr=config.lr, reg_noise_std=config.reg_noise_std,
                           ema=config.ema)
   ours_step = timing.Chain(step, state)
+  with flop_counter.FlopCounterMode(display=False) as counter:
+    torch_step()
+  row["torch_gflop"] = counter.get_total_flops() / 1e9
   start = time.perf_counter()
   torch_step()
   row["torch_first_step_s"] = time.perf_counter() - start
@@ -99,7 +106,7 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
              ours_steps_s=ours, torch_steps_s=theirs)
   row["ratio"] = row["ours_step_s"] / row["torch_step_s"]
   row["ours_gflop_per_s"] = row["gflop"] / row["ours_step_s"]
-  row["torch_gflop_per_s"] = row["gflop"] / row["torch_step_s"]
+  row["torch_gflop_per_s"] = row["torch_gflop"] / row["torch_step_s"]
   return row
 
 
@@ -125,7 +132,8 @@ def main(argv):
   print(f"{threads} threads each, load {machine['load_average']}, jax {machine['jax']}, "
         f"torch {machine['torch']}; DIP Adam step, medians of {_REPEATS.value}; 3072² matrix "
         f"product: XLA {peaks['xla']:.0f}, PyTorch {peaks['torch']:.0f} GFLOP/s")
-  print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'GFLOP':>6} "
+  print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'GFLOP ours':>10} "
+        f"{'torch':>6} "
         f"{'ours s':>8} {'torch s':>8} {'ours/torch':>10} {'GFLOP/s ours':>12} "
         f"{'torch':>5} {'bound':>5} {'fwd diff':>9}", flush=True)
   rows = []
@@ -137,7 +145,8 @@ def main(argv):
       rows.append(row)
       diff = f"{row['forward_max_abs_diff']:9.1e}" if "forward_max_abs_diff" in row else ""
       print(f"{channels:>8} {w:>4}×{h:<4} {row['parameters']:>10,} {row['compile_s']:9.1f} "
-            f"{row['gflop']:6.1f} {row['ours_step_s']:8.4f} {row['torch_step_s']:8.4f} "
+            f"{row['gflop']:10.1f} {row['torch_gflop']:6.1f} {row['ours_step_s']:8.4f} "
+            f"{row['torch_step_s']:8.4f} "
             f"{row['ratio']:10.2f} {row['ours_gflop_per_s']:12.0f} "
             f"{row['torch_gflop_per_s']:5.0f} {row['bound']:5.2f} {diff}", flush=True)
   machine["load_average_after"] = os.getloadavg()

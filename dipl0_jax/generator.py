@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dipl0_jax import winograd
+
 
 def _torch_uniform(fan_in: int):
   """PyTorch's default Conv2d initialisation: U(−1/√fan_in, 1/√fan_in)."""
@@ -109,18 +111,20 @@ pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
 def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                dimension_numbers=None, feature_group_count=1, precision=None):
   """`lax.conv_general_dilated` for `nn.Conv` (NHWC, HWIO), through `strided_conv` when the
-  stride is > 1 and `pointwise_conv` when the kernel is 1×1."""
-  if window_strides[0] == 1 and rhs.shape[:2] != (1, 1):
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                        rhs_dilation, dimension_numbers, feature_group_count,
-                                        precision=precision)
+  stride is > 1, `pointwise_conv` when the kernel is 1×1 and `winograd.conv3x3` for wide
+  enough 3×3 ones (`winograd.worthwhile`)."""
   assert feature_group_count == 1 and window_strides[0] == window_strides[1]
   assert all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  del precision  # float32 throughout
   if padding != "VALID":  # explicit zero padding, ((top, bottom), (left, right))
     lhs = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
-  if window_strides[0] == 1:
+  if window_strides[0] > 1:
+    return strided_conv(lhs, rhs, window_strides[0])
+  if rhs.shape[:2] == (1, 1):
     return pointwise_conv(lhs, rhs)
-  return strided_conv(lhs, rhs, window_strides[0])
+  if winograd.worthwhile(lhs.shape, rhs.shape):
+    return winograd.conv3x3(lhs, rhs)
+  return _conv(lhs, rhs, 1)
 
 
 class Conv(nn.Module):
