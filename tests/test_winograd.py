@@ -88,3 +88,19 @@ def test_generator_through_winograd_equals_direct_convolutions(padding):
   # Relative to the largest entry: some are rounding noise around 0 (biases BatchNorm cancels).
   assert _relative_error(flatten_util.ravel_pytree(ours[1])[0],
                          flatten_util.ravel_pytree(reference[1])[0]) < 1e-4
+
+
+def test_generator_gradient_of_gradient_through_winograd_equals_direct():
+  config = gen.GeneratorConfig().resized(4, 1)
+  z = gen.input_noise(jax.random.key(4), 11, 9, config)
+  params = gen.SkipNet(config).init(jax.random.key(5), z[None])
+
+  def gradient_norm(z):  # a gradient's gradient, as in input-gradient penalties
+    grad = jax.grad(lambda z: jnp.sum(jnp.sin(4 * gen.generate(params, z, config))))(z)
+    return jnp.sum(jnp.square(grad))
+
+  reference = jax.jit(jax.grad(gradient_norm))(z)
+  with mock.patch.object(winograd, "MIN_CHANNELS", 1), \
+       mock.patch.object(winograd, "MIN_PIXELS", 1):
+    ours = jax.jit(jax.grad(gradient_norm))(z)
+  assert _relative_error(ours, reference) < 1e-4
