@@ -100,7 +100,11 @@ def _pointwise_conv_fwd(x, kernel):
 def _pointwise_conv_bwd(residuals, dy):
   x, kernel = residuals
   pixels = (((0, 1, 2), (0, 1, 2)), ((), ()))
-  d_kernel = jax.lax.dot_general(x, dy, pixels).reshape(kernel.shape)
+  # XLA copies one operand channels-major first: let it be the narrower one.
+  if dy.shape[-1] < x.shape[-1]:
+    d_kernel = jax.lax.dot_general(dy, x, pixels).T.reshape(kernel.shape)
+  else:
+    d_kernel = jax.lax.dot_general(x, dy, pixels).reshape(kernel.shape)
   dx = jax.lax.dot_general(dy, kernel[0, 0], (((3,), (1,)), ((), ())))
   return dx, d_kernel
 

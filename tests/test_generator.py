@@ -72,7 +72,7 @@ def test_batch_norm_gradient_equals_autodiff_of_its_formula():
 
 @pytest.mark.parametrize("shape,kernel,stride", [((2, 9, 8, 3), 3, 2), ((1, 12, 13, 4), 3, 2),
                                                  ((1, 11, 10, 2), 5, 3), ((1, 8, 8, 3), 1, 2),
-                                                 ((2, 5, 7, 6), 1, 1)])
+                                                 ((2, 5, 7, 6), 1, 1), ((1, 6, 5, 3), 1, 1)])
 def test_custom_convs_values_and_gradients_equal_xla(shape, kernel, stride):
   keys = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(keys[0], shape)
