@@ -40,9 +40,10 @@ _M = 4  # outputs per tile side
 _T = 6  # inputs per tile side
 
 # Where `conv3x3` beat XLA's convolution on this CPU (2 cores, AVX2; forward and backward,
-# medians of three runs): 0.58–0.86× its time at 128 channels from 64² to 128² outputs, but
-# 1.18× at 32², and 1.23–1.39× at 64 channels and 1.31× at 32 (256² and 256×192).
-MIN_CHANNELS = 128
+# medians of 9 calls, each order once): from 64² outputs, 0.45–0.81× its time at 32–36
+# channels up to 128² and 0.68–1.02× at 256×192 to 512×384, 0.55–0.75× at 64 channels,
+# 0.48–0.54× at 128; but 0.79–1.20× at 32² and 0.86–1.66× at 16 channels.
+MIN_CHANNELS = 32
 MIN_PIXELS = 64 * 64
 
 

@@ -59,8 +59,10 @@ def test_works_under_jit_vmap_and_grad_of_grad():
     ((1, 66, 66, 128), (3, 3, 128, 128), True),  # 64² outputs, 128 channels
     ((1, 258, 258, 132), (3, 3, 132, 128), True),
     ((1, 65, 66, 128), (3, 3, 128, 128), False),  # 63 × 64 outputs: too few
-    ((1, 258, 258, 128), (3, 3, 128, 64), False),  # too few output channels
-    ((1, 258, 258, 32), (3, 3, 32, 32), False),
+    ((1, 258, 258, 32), (3, 3, 32, 32), True),
+    ((1, 258, 258, 36), (3, 3, 36, 32), True),
+    ((1, 258, 258, 32), (3, 3, 32, 16), False),  # too few output channels
+    ((1, 258, 258, 16), (3, 3, 16, 16), False),
     ((1, 258, 258, 128), (5, 5, 128, 128), False),  # not 3×3
 ])
 def test_worthwhile_only_for_wide_large_3x3(x_shape, kernel_shape, expected):
