@@ -8,9 +8,15 @@ Ours is the step the `dip` launcher calls (`deep_image_prior._step_batch`, batch
 which starts from a copy of our initial parameters and the same input noise z and image y.
 Both run on --threads threads: torch.set_num_threads, and for XLA (which sizes its thread pool
 from the CPUs it may run on) the process is pinned to --threads CPUs before JAX starts.
-The two steps alternate, one call each per repeat after one warm-up call each, so a change
-in machine load hits both; times are medians. Before timing, --check compares the two
-networks' outputs on z with our parameters. Needs `pip install -e ".[bench]"` (torch).
+The two sides take turns in blocks of --block consecutive steps, --repeats blocks each, so a
+change in machine load hits both; only the steps after the first of each block are timed, and
+times are medians. The first step after the other side's is slower on this machine: with
+glibc's huge pages, a step right after a PyTorch step took 1.4–1.5× as long as one right after
+our own, for either side (ours 3.60 against 2.46 s, PyTorch's 4.76 against 3.50 s: 128
+channels, 512×384, steps in random order, medians over 5–12 of each kind), so strict
+alternation (`--block=1`, what earlier releases ran) times neither side as it runs on its own.
+Before timing, --check compares the two networks' outputs on z with our parameters. Needs
+`pip install -e ".[bench]"` (torch).
 
 Each side's FLOPs per step over its time give its FLOP rate: ours by XLA's cost analysis of
 the compiled step, PyTorch's by `torch.utils.flop_counter` (its convolutions and matrix
@@ -44,7 +50,9 @@ from dipl0_jax import generator as gen
 
 _SIZES = flags.DEFINE_list("sizes", ["256x256", "512x384"], "W×H sizes.")
 _CHANNELS = flags.DEFINE_list("channels", ["128", "32"], "Generator channels per scale.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps of each (medians are reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Blocks of each side (medians are reported).")
+_BLOCK = flags.DEFINE_integer("block", 2, "Consecutive steps of one side per block; when > 1, "
+                              "the first of each block is not timed.", lower_bound=1)
 _THREADS = flags.DEFINE_integer("threads", None, "Threads for both (default: all CPUs).")
 _CHECK = flags.DEFINE_bool("check", True, "Compare the two networks' outputs first.")
 _JSON = flags.DEFINE_string("json", "benchmarks/results/torch_compare.json",
@@ -62,7 +70,18 @@ def _use_threads(n: int | None) -> int:
   return n
 
 
-def _compare(width: int, height: int, channels: int, repeats: int, check: bool) -> dict:
+def _block_seconds(step, block: int) -> list[float]:
+  """Seconds of each of `block` consecutive calls of step, less the first when block > 1."""
+  seconds = []
+  for _ in range(block):
+    start = time.perf_counter()
+    jax.block_until_ready(step())
+    seconds.append(time.perf_counter() - start)
+  return seconds[1:] if block > 1 else seconds
+
+
+def _compare(width: int, height: int, channels: int, repeats: int, block: int,
+             check: bool) -> dict:
   config = measure.dip_config(channels)
   step, state, y, compile_s, flops = measure.dip_step(width, height, config)
   # Copies of the initial parameters and input: `step` donates (invalidates) its state.
@@ -96,12 +115,8 @@ def _compare(width: int, height: int, channels: int, repeats: int, check: bool) 
   jax.block_until_ready(ours_step())
   ours, theirs = [], []
   for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(ours_step())
-    ours.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    torch_step()
-    theirs.append(time.perf_counter() - start)
+    ours += _block_seconds(ours_step, block)
+    theirs += _block_seconds(torch_step, block)
   row.update(ours_step_s=statistics.median(ours), torch_step_s=statistics.median(theirs),
              ours_steps_s=ours, torch_steps_s=theirs)
   row["ratio"] = row["ours_step_s"] / row["torch_step_s"]
@@ -126,12 +141,14 @@ def main(argv):
     print(f"warning: load average {machine['load_average'][0]:.1f}: another job is running, "
           "and PyTorch's spinning OpenMP threads slow down far more than XLA's under "
           "contention (see the module docstring)")
+  timed = _REPEATS.value * max(_BLOCK.value - 1, 1)
   peaks = {"xla": timing.matmul_flops_per_s() / 1e9, "torch": _torch_matmul_flops_per_s() / 1e9}
   peak = max(peaks.values())
   machine["matmul_gflop_per_s"] = peaks
   print(f"{threads} threads each, load {machine['load_average']}, jax {machine['jax']}, "
-        f"torch {machine['torch']}; DIP Adam step, medians of {_REPEATS.value}; 3072² matrix "
-        f"product: XLA {peaks['xla']:.0f}, PyTorch {peaks['torch']:.0f} GFLOP/s")
+        f"torch {machine['torch']}; DIP Adam step, medians of {timed} timed in blocks of "
+        f"{_BLOCK.value}; 3072² matrix product: XLA {peaks['xla']:.0f}, PyTorch "
+        f"{peaks['torch']:.0f} GFLOP/s")
   print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'GFLOP ours':>10} "
         f"{'torch':>6} "
         f"{'ours s':>8} {'torch s':>8} {'ours/torch':>10} {'GFLOP/s ours':>12} "
@@ -140,7 +157,7 @@ def main(argv):
   for channels in _CHANNELS.value:
     for size in _SIZES.value:
       w, h = timing.parse_size(size)
-      row = _compare(w, h, int(channels), _REPEATS.value, _CHECK.value)
+      row = _compare(w, h, int(channels), _REPEATS.value, _BLOCK.value, _CHECK.value)
       row["bound"] = row["gflop"] / peak / row["torch_step_s"]
       rows.append(row)
       diff = f"{row['forward_max_abs_diff']:9.1e}" if "forward_max_abs_diff" in row else ""
@@ -150,7 +167,8 @@ def main(argv):
             f"{row['ratio']:10.2f} {row['ours_gflop_per_s']:12.0f} "
             f"{row['torch_gflop_per_s']:5.0f} {row['bound']:5.2f} {diff}", flush=True)
   machine["load_average_after"] = os.getloadavg()
-  timing.write_json(_JSON.value, {"machine": machine, "repeats": _REPEATS.value, "rows": rows})
+  timing.write_json(_JSON.value, {"machine": machine, "repeats": _REPEATS.value,
+                                  "block": _BLOCK.value, "rows": rows})
 
 
 if __name__ == "__main__":
