@@ -130,8 +130,7 @@ def _input_tiles_transpose(dv: list[jax.Array], shape: tuple[int, ...]) -> jax.A
   n, hp, wp, c = shape
   ht, wt = _tiles(hp - 2), _tiles(wp - 2)
   dv = [d.reshape(n, ht, wt, c) for d in dv]
-  du = jax.lax.optimization_barrier(
-      [_overlap_add([_combine(dv[j::_T], col) for col in _B_T.T], 1) for j in range(_T)])
+  du = [_overlap_add([_combine(dv[j::_T], col) for col in _B_T.T], 1) for j in range(_T)]
   dx = _overlap_add([_combine(du, col) for col in _B_T.T], 2)
   return dx[:, :hp, :wp]
 
