@@ -141,13 +141,12 @@ def main(argv):
     print(f"warning: load average {machine['load_average'][0]:.1f}: another job is running, "
           "and PyTorch's spinning OpenMP threads slow down far more than XLA's under "
           "contention (see the module docstring)")
-  timed = _REPEATS.value * max(_BLOCK.value - 1, 1)
   peaks = {"xla": timing.matmul_flops_per_s() / 1e9, "torch": _torch_matmul_flops_per_s() / 1e9}
   peak = max(peaks.values())
   machine["matmul_gflop_per_s"] = peaks
   print(f"{threads} threads each, load {machine['load_average']}, jax {machine['jax']}, "
-        f"torch {machine['torch']}; DIP Adam step, medians of {timed} timed in blocks of "
-        f"{_BLOCK.value}; 3072² matrix product: XLA {peaks['xla']:.0f}, PyTorch "
+        f"torch {machine['torch']}; DIP Adam step, medians over {_REPEATS.value} blocks of "
+        f"{_BLOCK.value} steps each; 3072² matrix product: XLA {peaks['xla']:.0f}, PyTorch "
         f"{peaks['torch']:.0f} GFLOP/s")
   print(f"{'channels':>8} {'size':>9} {'params':>10} {'compile s':>9} {'GFLOP ours':>10} "
         f"{'torch':>6} "
