@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dipl0_jax import differences, l0_fft, l0_region_fusion, operators, sharding
+from dipl0_jax import differences, l0_fft, l0_region_fusion, operators, sharding, xla_flags
 from dipl0_jax import generator as gen
 
 # (x (H, W, C), weight) -> v ≈ argmin_v weight·‖∇v‖₀ + ‖v − x‖²
@@ -350,7 +350,7 @@ def dip_l0(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipL0Config = Dip
 
 
 # The batched steps (`sharding.batch_map`), with a mesh run by each device on its share.
-@functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
+@xla_flags.step_jit(static_argnames=("config", "mesh"), donate_argnums=0)
 def _theta_batch(state, y, operator, config, mesh=None):
   return sharding.batch_map(lambda s, yy, op: theta_step(s, yy, op, config), mesh,
                            (0, 0, None))(state, y, operator)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from dipl0_jax import generator as gen
-from dipl0_jax import operators, sharding
+from dipl0_jax import operators, sharding, xla_flags
 
 IDENTITY = operators.Identity()
 
@@ -115,7 +115,7 @@ def init_batch(keys: jax.Array, y: jax.Array, operator: operators.Operator,
 
 
 # Batched (`sharding.batch_map`), with a mesh run by each device on its share of the batch.
-@functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=0)
+@xla_flags.step_jit(static_argnames=("config", "mesh"), donate_argnums=0)
 def _step_batch(state, y, operator, config, mesh=None):
   return sharding.batch_map(lambda s, yy, op: step(s, yy, op, config), mesh,
                            (0, 0, None))(state, y, operator)

@@ -1,7 +1,9 @@
 """The XLA settings applied at import: added once, never over the user's choice, warned when
-late; and what the FFT setting is for, repeatable FFTs."""
+late; and what they are for: YNNPACK for reductions only, repeatable FFTs."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +83,33 @@ def test_ffts_and_l0_smooth_repeat_exactly_on_a_large_image():
   first = np.asarray(solve(image))
   for _ in range(4):
     np.testing.assert_array_equal(np.asarray(solve(image)), first)
+
+
+_YNN_PROBE = """
+import jax, jax.numpy as jnp
+from dipl0_jax import deep_image_prior, operators
+x, k = jnp.ones((1, 64, 64, 8)), jnp.ones((3, 3, 8, 8))  # large enough for YNNPACK
+ops = {
+    "sum": lambda x: jnp.sum(x, (0, 1, 2)),
+    "conv": lambda x: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                   dimension_numbers=("NHWC", "HWIO", "NHWC")),
+}
+for name, f in ops.items():
+  print(name, "__ynn" in jax.jit(f).lower(x).compile().as_text())
+generator = deep_image_prior.gen.GeneratorConfig(
+    input_channels=8, channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))
+config = deep_image_prior.DipConfig(generator=generator, num_iters=1)
+y = jnp.ones((1, 64, 64, 3))
+state = deep_image_prior.init_batch(jax.random.key(0)[None], y, operators.Identity(), config)
+text = deep_image_prior._step_batch.lower(state, y, operators.Identity(), config).compile().as_text()
+fused = [line for line in text.splitlines() if "__ynn" in line]
+print("step", len(fused) > 0, any("convolution" in line or " dot(" in line for line in fused))
+"""
+
+
+def test_ynnpack_runs_only_the_generator_steps_reductions():
+  # A fresh process without the suite's XLA_FLAGS: the library's own settings decide.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", _YNN_PROBE], env=env, capture_output=True,
+                       text=True, timeout=300, check=True).stdout
+  assert out.split() == ["sum", "False", "conv", "False", "step", "True", "False"]
