@@ -97,14 +97,26 @@ def _pointwise_conv_fwd(x, kernel):
   return _conv(x, kernel, 1), (x, kernel)
 
 
+def _pixel_products(a: jax.Array, b: jax.Array, blocks: int = 8) -> jax.Array:
+  """Σ over pixels of aᵀb, (C, D), for (N, H, W, C) a and (N, H, W, D) b.
+
+  As the sum of `blocks` products over consecutive rows (fewer when they do not divide the
+  pixels): XLA's one product over 256² pixels took 2.9–4× as long for 32→3 and 32→4 channels
+  and 1.5× for 128→128 on this CPU.
+  """
+  a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+  blocks = math.gcd(blocks, a.shape[0])
+  a, b = a.reshape(blocks, -1, a.shape[-1]), b.reshape(blocks, -1, b.shape[-1])
+  return jax.lax.dot_general(a, b, (((1,), (1,)), ((0,), (0,)))).sum(0)
+
+
 def _pointwise_conv_bwd(residuals, dy):
   x, kernel = residuals
-  pixels = (((0, 1, 2), (0, 1, 2)), ((), ()))
   # XLA copies one operand channels-major first: let it be the narrower one.
   if dy.shape[-1] < x.shape[-1]:
-    d_kernel = jax.lax.dot_general(dy, x, pixels).T.reshape(kernel.shape)
+    d_kernel = _pixel_products(dy, x).T.reshape(kernel.shape)
   else:
-    d_kernel = jax.lax.dot_general(x, dy, pixels).reshape(kernel.shape)
+    d_kernel = _pixel_products(x, dy).reshape(kernel.shape)
   dx = jax.lax.dot_general(dy, kernel[0, 0], (((3,), (1,)), ((), ())))
   return dx, d_kernel
 
