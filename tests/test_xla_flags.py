@@ -100,8 +100,9 @@ generator = deep_image_prior.gen.GeneratorConfig(
     input_channels=8, channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))
 config = deep_image_prior.DipConfig(generator=generator, num_iters=1)
 y = jnp.ones((1, 64, 64, 3))
-state = deep_image_prior.init_batch(jax.random.key(0)[None], y, operators.Identity(), config)
-text = deep_image_prior._step_batch.lower(state, y, operators.Identity(), config).compile().as_text()
+op = operators.Identity()
+state = deep_image_prior.init_batch(jax.random.key(0)[None], y, op, config)
+text = deep_image_prior._step_batch.lower(state, y, op, config).compile().as_text()
 fused = [line for line in text.splitlines() if "__ynn" in line]
 print("step", len(fused) > 0, any("convolution" in line or " dot(" in line for line in fused))
 """
