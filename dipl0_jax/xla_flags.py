@@ -22,9 +22,9 @@
    and steps repeat exactly. Not everywhere: the ℓ0 FFT solve's sum over three colour planes,
    handed to YNNPACK, took the solve to twice the time at 640×480.
 
-Each is added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS once, when JAX
-starts its first backend: import dipl0_jax before running any JAX computation, or set the
-flags yourself.
+Flags 1 and 2 are each added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS
+once, when JAX starts its first backend: import dipl0_jax before running any JAX computation,
+or set the flags yourself.
 """
 
 import functools
