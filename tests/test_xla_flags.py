@@ -89,7 +89,9 @@ _YNN_PROBE = """
 import re
 import jax, jax.numpy as jnp
 from dipl0_jax import deep_image_prior, operators
-x, k = jnp.ones((1, 64, 64, 8)), jnp.ones((3, 3, 8, 8))  # large enough for YNNPACK
+# Large enough for YNNPACK to take both when allowed (with 8 channels it left the
+# convolution to XLA even with its default settings).
+x, k = jnp.ones((1, 64, 64, 32)), jnp.ones((3, 3, 32, 32))
 ops = {
     "sum": lambda x: jnp.sum(x, (0, 1, 2)),
     "conv": lambda x: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
@@ -107,7 +109,7 @@ text = deep_image_prior._step_batch.lower(state, y, op, config).compile().as_tex
 called = set(re.findall(r"calls=%([\\w.-]+)[^\\n]*__ynn_fusion", text))
 bodies = re.findall(r"^%([\\w.-]+) \\(.*?\\n(.*?)\\n}", text, re.S | re.M)
 kinds = {op for name, body in bodies if name in called
-       for op in re.findall(r" = \\S+ ([a-z-]+)\\(", body)}
+         for op in re.findall(r" = \\S+ ([a-z-]+)\\(", body)}
 print("step", "reduce" in kinds, sorted(kinds & {"convolution", "dot"}))
 """
 
