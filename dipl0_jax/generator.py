@@ -117,8 +117,20 @@ def _pointwise_conv_bwd(residuals, dy):
     d_kernel = _pixel_products(dy, x).T.reshape(kernel.shape)
   else:
     d_kernel = _pixel_products(x, dy).reshape(kernel.shape)
-  dx = jax.lax.dot_general(dy, kernel[0, 0], (((3,), (1,)), ((), ())))
-  return dx, d_kernel
+  return _input_gradient(dy, kernel[0, 0]), d_kernel
+
+
+def _input_gradient(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+  """(N, H, W, C) product of (N, H, W, D) dy with a (C, D) kernel's transpose.
+
+  Fewer than 4 channels D are padded with zeros to 4: XLA's product over 2 or 3 took 2.7–7.4× as
+  long as the padded one for C = 32 and 128 at 256² and 512×384 on this CPU (42 vs 9 ms from the
+  generator's 3 output channels to 128 at 512×384; over 1 channel 0.9–12×).
+  """
+  if (pad := 4 - dy.shape[-1]) > 0:
+    dy = jnp.pad(dy, ((0, 0),) * (dy.ndim - 1) + ((0, pad),))
+    kernel = jnp.pad(kernel, ((0, 0), (0, pad)))
+  return jax.lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
 
 
 pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
