@@ -89,9 +89,14 @@ def _output_tiles(m: list[jax.Array], n: int, h: int, w: int) -> jax.Array:
   """36 × (N·⌈H/4⌉·⌈W/4⌉, D) -> (N, H, W, D): Aᵀ m A of every tile, put in place."""
   ht, wt, d = _tiles(h), _tiles(w), m[0].shape[-1]
   m = [mi.reshape(n, ht, wt, d) for mi in m]
-  rows = [[_combine(m[j::_T], row) for j in range(_T)] for row in _A_T]
-  out = jnp.stack([jnp.stack([_combine(r, row) for row in _A_T], 3) for r in rows], 2)
-  return out.reshape(n, _M * ht, _M * wt, d)[:, :h, :w]  # out: (N, ht, 4, wt, 4, D)
+  # Along the tiles' rows first, each of the six written out as (N, ht, wt, 4, D): every output
+  # row is then a sum of contiguous rows of these. Left to XLA (one fusion, both steps by
+  # output entry) the generator's Adam step took 1.03× as long (32 channels at 256² and
+  # 512×384, 128 at 256²); this transform alone at 512×384, 32 channels: 7.9 vs 20.6 ms.
+  rows = jax.lax.optimization_barrier(
+      [jnp.stack([_combine(m[_T * i:_T * (i + 1)], col) for col in _A_T], 3) for i in range(_T)])
+  out = jnp.stack([_combine(rows, row) for row in _A_T], 2)  # (N, ht, 4, wt, 4, D)
+  return out.reshape(n, _M * ht, _M * wt, d)[:, :h, :w]
 
 
 def _output_tiles_transpose(dy: jax.Array) -> list[jax.Array]:
