@@ -24,7 +24,7 @@ def _relative_error(got, want):
 
 # Output sizes that are and are not multiples of the 4×4 tile, down to a single output pixel.
 @pytest.mark.parametrize("shape", [(1, 8, 8, 3, 5), (2, 13, 10, 7, 4), (1, 1, 1, 2, 2),
-                                   (3, 5, 17, 16, 1)])
+                                   (3, 5, 17, 16, 1), (1, 6, 9, 64, 3)])  # 64: stacked tiles
 def test_values_and_gradients_equal_xla_convolution(shape):
   n, h, w, c, d = shape
   keys = jax.random.split(jax.random.key(0), 3)
