@@ -80,9 +80,10 @@ def _input_tiles(x: jax.Array) -> list[jax.Array]:
   x = jnp.pad(x, ((0, 0), (0, _M * ht + 2 - hp), (0, _M * wt + 2 - wp), (0, 0)))
   cols = [_every(x, 2, j, wt) for j in range(_T)]
   # Written out once: left to XLA, each of the 36 outputs recomputed its part. As six arrays
-  # below 64 channels, one stacked from 64: this transform alone at 512×384 took 11 vs 15 ms
-  # (32 channels) and 15 vs 39 ms (36) as six, 38 vs 31 ms (64) and 100 vs 81 ms (128); the
-  # 32-channel generator's Adam step 0.92× at 512×384 and the 128-channel one 1.03× at 256².
+  # below 64 channels, one stacked from 64: as six (against one) this transform alone at
+  # 512×384 took 11 vs 15 ms (32 channels), 15 vs 39 ms (36), 38 vs 31 ms (64) and 100 vs 81 ms
+  # (128), and the generator's Adam step 0.92× as long at 32 channels, 512×384, but 1.03× at
+  # 128 channels, 256².
   u = [_combine(cols, row) for row in _B_T]
   u = jax.lax.optimization_barrier(u if c < 64 else jnp.stack(u))
   return [_combine([_every(uk, 1, i, ht) for i in range(_T)], row).reshape(-1, c)
