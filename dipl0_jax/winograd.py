@@ -82,8 +82,8 @@ def _input_tiles(x: jax.Array) -> list[jax.Array]:
   # Written out once: left to XLA, each of the 36 outputs recomputed its part. As six arrays
   # below 64 channels, one stacked from 64: as six (against one) this transform alone at
   # 512×384 took 11 vs 15 ms (32 channels), 15 vs 39 ms (36), 38 vs 31 ms (64) and 100 vs 81 ms
-  # (128), and the generator's Adam step 0.92× as long at 32 channels, 512×384, but 1.03× at
-  # 128 channels, 256².
+  # (128); the generator's Adam step about 0.98× as long at 32 channels, 512×384 (0.92× and
+  # 1.04× compiled in either order), 1.03× at 128 channels, 256².
   u = [_combine(cols, row) for row in _B_T]
   u = jax.lax.optimization_barrier(u if c < 64 else jnp.stack(u))
   return [_combine([_every(uk, 1, i, ht) for i in range(_T)], row).reshape(-1, c)
@@ -96,8 +96,9 @@ def _output_tiles(m: list[jax.Array], n: int, h: int, w: int) -> jax.Array:
   m = [mi.reshape(n, ht, wt, d) for mi in m]
   # Along the tiles' rows first, each of the six written out as (N, ht, wt, 4, D): every output
   # row is then a sum of contiguous rows of these. Left to XLA (one fusion, both steps by
-  # output entry) the generator's Adam step took 1.03× as long (32 channels at 256² and
-  # 512×384, 128 at 256²); this transform alone at 512×384, 32 channels: 7.9 vs 20.6 ms.
+  # output entry) the 32-channel generator's Adam step took 1.03–1.06× as long (256² and
+  # 512×384; the same at 128 channels, 256²); this transform alone at 512×384, 32 channels:
+  # 7.9 vs 20.6 ms.
   rows = jax.lax.optimization_barrier(
       [jnp.stack([_combine(m[_T * i:_T * (i + 1)], col) for col in _A_T], 3) for i in range(_T)])
   out = jnp.stack([_combine(rows, row) for row in _A_T], 2)  # (N, ht, 4, wt, 4, D)
