@@ -1,5 +1,6 @@
 """Benchmarks: `python -m benchmarks.suite`, `benchmarks.torch_compare`, ..."""
 
-from launch import huge_pages
+from launch import allocator
 
-huge_pages.restart()
+allocator.restart()
+allocator.run_inline()

@@ -1,5 +1,6 @@
 """Command-line entry points: `python -m launch.run`, `python -m launch.evaluate`."""
 
-from launch import huge_pages
+from launch import allocator
 
-huge_pages.restart()
+allocator.restart()
+allocator.run_inline()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from launch import huge_pages
+from launch import allocator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -421,25 +421,28 @@ def test_figures_from_run_and_evaluate(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc tunables: Linux only")
-def test_module_commands_restart_once_with_glibc_huge_pages(tmp_path):
+def test_module_commands_restart_once_with_glibc_tunables_and_dispatch_inline(tmp_path):
   env = {k: v for k, v in _env().items() if k != "GLIBC_TUNABLES"}
-  for tunables, expected in ((None, "glibc.malloc.hugetlb=1"),
-                             ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),
-                             ("glibc.malloc.trim_threshold=1", "glibc.malloc.trim_threshold=1"
-                              ":glibc.malloc.hugetlb=1")):
+  ours = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+  for tunables, expected in ((None, ours),
+                             ("glibc.malloc.mmap_max=65536", "glibc.malloc.mmap_max=65536"
+                              ":glibc.malloc.trim_threshold=1099511627776"),
+                             ("glibc.malloc.hugetlb=1", "glibc.malloc.hugetlb=1:" + ours)):
     run_env = env if tunables is None else dict(env, GLIBC_TUNABLES=tunables)
     proc = subprocess.run([sys.executable, "-m", "launch"], cwd=tmp_path, env=run_env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"GLIBC_TUNABLES={expected}\n" in proc.stdout
-    assert "transparent huge pages: " in proc.stdout
+    assert "JAX CPU dispatch: inline\n" in proc.stdout
   # Only while Python locates a `-m` module (sys.argv[0] == "-m"): a program that imports the
   # package, as this test process did, is never re-executed.
   calls = []
   with mock.patch.object(os, "execve", lambda *a: calls.append(a)), \
        mock.patch.dict(os.environ, {"GLIBC_TUNABLES": ""}):
-    huge_pages.restart()
+    allocator.restart()
     assert not calls
     with mock.patch.object(sys, "argv", ["-m"]):
-      huge_pages.restart()
-  assert len(calls) == 1 and calls[0][2]["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+      allocator.restart()
+      with mock.patch.dict(os.environ, {"GLIBC_TUNABLES": ours}):
+        allocator.restart()  # all named: no second restart
+  assert len(calls) == 1 and calls[0][2]["GLIBC_TUNABLES"] == ours
