@@ -4,31 +4,35 @@ XLA's CPU runtime allocates the temporary buffers of every call of a jitted func
 in one block (507 MiB for a 32-channel DIP Adam step at 512×384), and glibc's malloc maps a
 block that large from the kernel on each call and unmaps it after, so every step writes to
 fresh memory that the kernel faults in and zeroes (`clear_page_erms` was the largest single
-function in `perf record` of such steps, 12% of samples, with glibc's huge pages on).
-Two settings together keep that block between calls:
+function in `perf record` of such steps, 12% of samples). Two settings together keep that
+block between calls:
 
 1. glibc tunables `glibc.malloc.mmap_max=0` (never map blocks from the kernel: grow the heap)
-   and `glibc.malloc.trim_threshold=2**40` (never give the heap's free top back). glibc reads
-   GLIBC_TUNABLES once, when the process starts, so the package `__init__`s of `launch` and
-   `benchmarks` call `restart()`: while Python is still locating the `-m` module, before
-   anything heavy is imported or printed, it re-executes the same command line with them.
+   and `glibc.malloc.trim_threshold=2**40` (never give the heap's free top back), with
+   `glibc.malloc.hugetlb=1` (transparent huge pages for the heap: without them our steps ran
+   1.2× slower after PyTorch's in `benchmarks.torch_compare`, with as few page faults).
+   glibc reads GLIBC_TUNABLES once, when the process starts, so the package `__init__`s of
+   `launch` and `benchmarks` call `restart()`: while Python is still locating the `-m`
+   module, before anything heavy is imported or printed, it re-executes the same command line
+   with them.
 2. `jax_cpu_enable_async_dispatch=False` (`run_inline()`): JAX's CPU client then runs each
    single-device call on the calling thread, whose malloc arena is the main one, the only one
    that can grow past 64 MiB; calls dispatched to XLA's worker threads allocate from their
    own arenas, which hand blocks that large to the kernel whatever the tunables say.
 
-Either alone changes nothing measurable; together the 32-channel step at 512×384 made 1–30
-page faults instead of about 580 and took 0.84× the time (README "Performance"). Tunables
-the environment already names are left alone. `python -m launch` prints what is in effect.
-Programs that import dipl0_jax themselves get the same by starting Python with the variable
-set and calling `jax.config.update("jax_cpu_enable_async_dispatch", False)` before their first
-computation.
+Neither alone removed the page faults; together the 32-channel step at 512×384 made 1–30
+instead of about 580 per step and took 0.84–0.90× the time (README "Keeping XLA's buffers").
+Tunables the environment already names are left alone. `python -m launch` prints what is in
+effect. Programs that import dipl0_jax themselves get the same by starting Python with the
+variable set and calling `jax.config.update("jax_cpu_enable_async_dispatch", False)` before
+their first computation.
 """
 
 import os
 import sys
 
-TUNABLES = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(2**40)}
+TUNABLES = {"glibc.malloc.hugetlb": "1", "glibc.malloc.mmap_max": "0",
+            "glibc.malloc.trim_threshold": str(2**40)}
 
 
 def _named(tunables: str) -> set[str]:

@@ -423,11 +423,14 @@ def test_figures_from_run_and_evaluate(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc tunables: Linux only")
 def test_module_commands_restart_once_with_glibc_tunables_and_dispatch_inline(tmp_path):
   env = {k: v for k, v in _env().items() if k != "GLIBC_TUNABLES"}
-  ours = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+  trim = "glibc.malloc.trim_threshold=1099511627776"
+  ours = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:" + trim
   for tunables, expected in ((None, ours),
-                             ("glibc.malloc.mmap_max=65536", "glibc.malloc.mmap_max=65536"
-                              ":glibc.malloc.trim_threshold=1099511627776"),
-                             ("glibc.malloc.hugetlb=1", "glibc.malloc.hugetlb=1:" + ours)):
+                             ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"
+                              ":glibc.malloc.mmap_max=0:" + trim),
+                             ("glibc.malloc.mmap_max=65536:glibc.malloc.arena_max=2",
+                              "glibc.malloc.mmap_max=65536:glibc.malloc.arena_max=2"
+                              ":glibc.malloc.hugetlb=1:" + trim)):
     run_env = env if tunables is None else dict(env, GLIBC_TUNABLES=tunables)
     proc = subprocess.run([sys.executable, "-m", "launch"], cwd=tmp_path, env=run_env,
                           capture_output=True, text=True, timeout=60)
