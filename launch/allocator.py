@@ -9,8 +9,9 @@ block between calls:
 
 1. glibc tunables `glibc.malloc.mmap_max=0` (never map blocks from the kernel: grow the heap)
    and `glibc.malloc.trim_threshold=2**40` (never give the heap's free top back), with
-   `glibc.malloc.hugetlb=1` (transparent huge pages for the heap: without them our steps ran
-   1.2× slower after PyTorch's in `benchmarks.torch_compare`, with as few page faults).
+   `glibc.malloc.hugetlb=1` (transparent huge pages for the heap: without them a 32-channel
+   512×384 step took 381 ms after `benchmarks.torch_compare`'s other rows, 306 ms with them,
+   with as few page faults).
    glibc reads GLIBC_TUNABLES once, when the process starts, so the package `__init__`s of
    `launch` and `benchmarks` call `restart()`: while Python is still locating the `-m`
    module, before anything heavy is imported or printed, it re-executes the same command line
@@ -21,7 +22,7 @@ block between calls:
    own arenas, which hand blocks that large to the kernel whatever the tunables say.
 
 Neither alone removed the page faults; together the 32-channel step at 512×384 made 1–30
-instead of about 580 per step and took 0.84–0.90× the time (README "Keeping XLA's buffers").
+instead of about 580 per step and took 0.85–0.94× the time (README "Keeping XLA's buffers").
 Tunables the environment already names are left alone. `python -m launch` prints what is in
 effect. Programs that import dipl0_jax themselves get the same by starting Python with the
 variable set and calling `jax.config.update("jax_cpu_enable_async_dispatch", False)` before
