@@ -60,13 +60,13 @@ def run_inline() -> None:
 
   Must run before JAX starts its CPU backend (the client reads it when created).
   """
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax  # here, not at the top: restart() runs before anything heavy is imported
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def status() -> str:
   """GLIBC_TUNABLES and JAX's CPU dispatch, one line each."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   inline = not jax.config.values["jax_cpu_enable_async_dispatch"]
   return (f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}\n"
           f"JAX CPU dispatch: {'inline' if inline else 'asynchronous'}")
