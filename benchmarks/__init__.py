@@ -2,5 +2,4 @@
 
 from launch import allocator
 
-allocator.restart()
-allocator.run_inline()
+allocator.apply()

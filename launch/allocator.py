@@ -12,15 +12,15 @@ block between calls:
    `glibc.malloc.hugetlb=1` (transparent huge pages for the heap: without them a 32-channel
    512×384 step took 381 ms after `benchmarks.torch_compare`'s other rows, 306 ms with them,
    with as few page faults).
-   glibc reads GLIBC_TUNABLES once, when the process starts, so the package `__init__`s of
-   `launch` and `benchmarks` call `restart()`: while Python is still locating the `-m`
-   module, before anything heavy is imported or printed, it re-executes the same command line
-   with them.
+   glibc reads GLIBC_TUNABLES once, when the process starts, so `restart()`, while Python is
+   still locating the `-m` module, before anything heavy is imported or printed, re-executes
+   the same command line with them.
 2. `jax_cpu_enable_async_dispatch=False` (`run_inline()`): JAX's CPU client then runs each
    single-device call on the calling thread, whose malloc arena is the main one, the only one
    that can grow past 64 MiB; calls dispatched to XLA's worker threads allocate from their
    own arenas, which hand blocks that large to the kernel whatever the tunables say.
 
+The package `__init__`s of `launch` and `benchmarks` call `apply()`, which does both.
 Neither alone removed the page faults; together the 32-channel step at 512×384 made 1–30
 instead of about 580 per step and took 0.85–0.94× the time (README "Keeping XLA's buffers").
 Tunables the environment already names are left alone. `python -m launch` prints what is in
@@ -53,6 +53,12 @@ def restart() -> None:
     return
   env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, (tunables, *missing))))
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def apply() -> None:
+  """`restart()`, then `run_inline()`: what `python -m launch.…`/`benchmarks.…` start with."""
+  restart()
+  run_inline()
 
 
 def run_inline() -> None:
