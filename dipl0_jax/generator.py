@@ -47,9 +47,9 @@ def strided_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   Values and input gradient are XLA's. The kernel gradient is k² matrix products over the
   output pixels, one per kernel tap: dy against the strided slice of x that tap reads. XLA's
   own kernel gradient of a stride-2 convolution costs as much as a stride-1 one at four times
-  the output size, and a stride-1 one of the input's s×s phases (an earlier release) made XLA
-  copy the phases channels-major, 6.7–14 ms of a 100 ms Adam step at 32 channels, 256², on an
-  Intel Xeon with AVX-512 (2 cores; README "Performance").
+  the output size; a stride-1 one of the input's s×s phases (an earlier release) made XLA copy
+  the phases channels-major, 6.6–14.3 ms of a 100 ms Adam step (32 channels, 256², 2 Intel
+  Xeon cores). With the taps the step took 0.93–0.97× the time (README "Performance").
   """
   return _conv(x, kernel, stride)
 
