@@ -79,13 +79,12 @@ def _input_tiles(x: jax.Array) -> list[jax.Array]:
   ht, wt = _tiles(hp - 2), _tiles(wp - 2)
   x = jnp.pad(x, ((0, 0), (0, _M * ht + 2 - hp), (0, _M * wt + 2 - wp), (0, 0)))
   cols = [_every(x, 2, j, wt) for j in range(_T)]
-  # Written out once: left to XLA, each of the 36 outputs recomputed its part. As six arrays
-  # below 64 channels, one stacked from 64: as six (against one) this transform alone at
-  # 512×384 took 11 vs 15 ms (32 channels), 15 vs 39 ms (36), 38 vs 31 ms (64) and 100 vs 81 ms
-  # (128); the generator's Adam step about 0.98× as long at 32 channels, 512×384 (0.92× and
-  # 1.04× compiled in either order), 1.03× at 128 channels, 256².
-  u = [_combine(cols, row) for row in _B_T]
-  u = jax.lax.optimization_barrier(u if c < 64 else jnp.stack(u))
+  # Written out once, stacked: left to XLA, each of the 36 outputs recomputed its part. On the
+  # AMD machine six separate arrays served below 64 channels (the 32-channel Adam step about
+  # 0.98× as long, 512×384); on the Intel one the stacked array took the 32-channel step to
+  # 0.955–0.962× the time of six at 256² and 0.982–0.988× at 512×384 (in one process, both
+  # orders), and at 128 channels one stacked array served on both.
+  u = jax.lax.optimization_barrier(jnp.stack([_combine(cols, row) for row in _B_T]))
   return [_combine([_every(uk, 1, i, ht) for i in range(_T)], row).reshape(-1, c)
           for row in _B_T for uk in u]
 
