@@ -83,7 +83,7 @@ def _input_tiles(x: jax.Array) -> list[jax.Array]:
   # AMD machine six separate arrays served below 64 channels (the 32-channel Adam step about
   # 0.98× as long, 512×384); on the Intel one the stacked array took the 32-channel step to
   # 0.955–0.962× the time of six at 256² and 0.982–0.988× at 512×384 (in one process, both
-  # orders), and at 128 channels one stacked array served on both.
+  # orders); from 64 channels it was stacked already (chosen on the AMD machine).
   u = jax.lax.optimization_barrier(jnp.stack([_combine(cols, row) for row in _B_T]))
   return [_combine([_every(uk, 1, i, ht) for i in range(_T)], row).reshape(-1, c)
           for row in _B_T for uk in u]
