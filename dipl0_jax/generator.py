@@ -151,6 +151,43 @@ def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
   return _conv(lhs, rhs, 1)
 
 
+def _reflect_bands(n: int, pad: int) -> list[tuple[int, int, bool, tuple[int, int]]]:
+  """A padded axis of n + 2·pad as (start, stop, reversed, zero padding back to n) bands."""
+  return [(0, pad, True, (1, n - 1 - pad)), (pad, pad + n, False, (0, 0)),
+          (pad + n, n + 2 * pad, True, (n - 1 - pad, 1))]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """(N, H, W, C) -> (N, H + 2p, W + 2p, C), reflection padding (`jnp.pad`'s "reflect").
+
+  The gradient is one elementwise pass: the nine blocks of the padded cotangent (corners,
+  edges, centre), each flipped and zero-padded back to H×W, summed. XLA's transpose of
+  `jnp.pad` took four passes; with one the DIP Adam step (32 channels) took 0.94–0.97× the time
+  (README "Performance").
+  """
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _reflect_pad_fwd(x, pad):
+  return reflect_pad(x, pad), None
+
+
+def _reflect_pad_bwd(pad, _, g):
+  h, w = g.shape[1] - 2 * pad, g.shape[2] - 2 * pad
+  dx = 0.0
+  for top, bottom, flip_rows, rows in _reflect_bands(h, pad):
+    for left, right, flip_cols, cols in _reflect_bands(w, pad):
+      block = g[:, top:bottom, left:right]
+      flips = (1,) * flip_rows + (2,) * flip_cols
+      block = jax.lax.rev(block, flips) if flips else block
+      dx = dx + jnp.pad(block, ((0, 0), rows, cols, (0, 0)))
+  return (dx,)
+
+
+reflect_pad.defvjp(_reflect_pad_fwd, _reflect_pad_bwd)
+
+
 class Conv(nn.Module):
   """k×k convolution, stride s, 'same'-style padding by reflection or zeros (DIP's `conv`)."""
 
@@ -164,7 +201,7 @@ class Conv(nn.Module):
     pad = (self.kernel - 1) // 2
     fan_in = x.shape[-1] * self.kernel * self.kernel
     if pad and self.padding == "reflect":
-      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+      x = reflect_pad(x, pad)
       padding = "VALID"
     else:
       padding = [(pad, pad), (pad, pad)]

@@ -132,3 +132,18 @@ def test_upsample2_values_and_gradient_equal_image_resize(shape, method):
   np.testing.assert_allclose(ours[0], reference[0], rtol=1e-6, atol=1e-6)
   dy = jax.random.normal(jax.random.key(1), reference[0].shape)
   np.testing.assert_allclose(ours[1](dy)[0], reference[1](dy)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,pad", [((2, 5, 7, 3), 1), ((1, 6, 9, 2), 2), ((1, 3, 3, 1), 1),
+                                       ((1, 17, 4, 2), 1), ((1, 5, 5, 1), 2)])
+def test_reflect_pad_values_and_gradient_equal_jnp_pad(shape, pad):
+  x = jax.random.normal(jax.random.key(0), shape)
+
+  def reference(x):
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+  ours = jax.vjp(lambda x: gen.reflect_pad(x, pad), x)
+  expected = jax.vjp(reference, x)
+  np.testing.assert_array_equal(ours[0], expected[0])
+  dy = jax.random.normal(jax.random.key(1), expected[0].shape)
+  np.testing.assert_allclose(jax.jit(ours[1])(dy)[0], expected[1](dy)[0], rtol=1e-6, atol=1e-6)
