@@ -24,6 +24,12 @@ def test_normal_equals_jax_random_normal(shape, seed):
   np.testing.assert_array_equal(np.asarray(threefry.normal(key, shape)), expected)
 
 
+def test_threefry_keys_take_the_written_out_hash():
+  key = jax.random.key(0)
+  assert "random_bits" in str(jax.make_jaxpr(lambda k: _jax_normal(k, (4,)))(key))
+  assert "random_bits" not in str(jax.make_jaxpr(lambda k: threefry.normal(k, (4,)))(key))
+
+
 def test_normal_under_vmap_equals_per_key():
   keys = jax.random.split(jax.random.key(3), 4)
   got = jax.vmap(lambda k: threefry.normal(k, (6, 5)))(keys)
