@@ -159,7 +159,7 @@ def _reflect_bands(n: int, pad: int) -> list[tuple[int, int, bool, tuple[int, in
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-  """(N, H, W, C) -> (N, H + 2p, W + 2p, C), reflection padding (`jnp.pad`'s "reflect").
+  """(N, H, W, C) -> (N, H + 2p, W + 2p, C), reflection padding (`jnp.pad`'s "reflect"), p < H, W.
 
   The gradient is one elementwise pass: the nine blocks of the padded cotangent (corners,
   edges, centre), each flipped and zero-padded back to H×W, summed. XLA's transpose of
