@@ -159,7 +159,7 @@ def _reflect_bands(n: int, pad: int) -> list[tuple[int, int, bool, tuple[int, in
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-  """(N, H, W, C) -> (N, H + 2p, W + 2p, C), reflection padding (`jnp.pad`'s "reflect"), p < H, W.
+  """(N, H, W, C) -> (N, H + 2p, W + 2p, C), reflection padding (`jnp.pad`'s "reflect").
 
   The gradient is one elementwise pass: the nine blocks of the padded cotangent (corners,
   edges, centre), each flipped and zero-padded back to H×W, summed. XLA's transpose of
@@ -174,7 +174,10 @@ def _reflect_pad_fwd(x, pad):
 
 
 def _reflect_pad_bwd(pad, _, g):
-  h, w = g.shape[1] - 2 * pad, g.shape[2] - 2 * pad
+  n, h, w, c = g.shape[0], g.shape[1] - 2 * pad, g.shape[2] - 2 * pad, g.shape[3]
+  if min(h, w) <= pad:  # a reflection wraps more than once (the deepest levels' 1×1 maps)
+    return jax.vjp(lambda x: jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), "reflect"),
+                   jnp.zeros((n, h, w, c), g.dtype))[1](g)
   dx = 0.0
   for top, bottom, flip_rows, rows in _reflect_bands(h, pad):
     for left, right, flip_cols, cols in _reflect_bands(w, pad):

@@ -269,6 +269,27 @@ class Method:
             f"--channels or --batch_size=1")
 
 
+@functools.cache
+def _one_device_note(count: int) -> None:
+  print(f"note: dip_l0 with --l0_solver=region_fusion runs on 1 of the {count} CPU devices "
+        "(host callbacks on several deadlock in jaxlib 0.10.2; --l0_solver=fft uses all)",
+        file=sys.stderr)
+
+
+def _batch_mesh(method: Method) -> jax.sharding.Mesh:
+  """This process's devices, or the first only for a Region Fusion `dip_l0` on CPU devices.
+
+  Its ℓ0 step is a host callback, and in jaxlib 0.10.2 callbacks on several CPU devices at once
+  deadlock on images of 512×384 (README "Several devices and several machines").
+  """
+  devices = jax.local_devices()
+  if (len(devices) > 1 and devices[0].platform == "cpu" and method.name == "dip_l0"
+      and method.settings.get("l0_solver") == "region_fusion"):
+    _one_device_note(len(devices))
+    devices = devices[:1]
+  return sharding.batch_mesh(devices)
+
+
 def _l0_method() -> Method:
   lam = DEFAULT_LAMBDA["l0"] if _LAMBDA.value is None else _LAMBDA.value
   if _L0_SOLVER.value == "region_fusion":  # default: fft
@@ -631,7 +652,7 @@ def drive(method: Method, images: np.ndarray, keys: jax.Array, *,
   start = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
   bar = tqdm.tqdm(total=None, desc=desc, unit="it", leave=False, disable=None)
   # Split the batch over this process's devices (padded to a multiple of their number).
-  n, mesh = len(images), sharding.batch_mesh()
+  n, mesh = len(images), _batch_mesh(method)
   sharded, keys = sharding.shard_batch((images, keys), mesh)
   state = None if state is None else sharding.shard_batch(state, mesh)
   solve = method.solve(sharded, keys, state)

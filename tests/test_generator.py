@@ -135,7 +135,8 @@ def test_upsample2_values_and_gradient_equal_image_resize(shape, method):
 
 
 @pytest.mark.parametrize("shape,pad", [((2, 5, 7, 3), 1), ((1, 6, 9, 2), 2), ((1, 3, 3, 1), 1),
-                                       ((1, 17, 4, 2), 1), ((1, 5, 5, 1), 2)])
+                                       ((1, 17, 4, 2), 1), ((1, 5, 5, 1), 2), ((1, 1, 1, 2), 1),
+                                       ((2, 1, 4, 1), 1), ((1, 2, 5, 1), 2)])
 def test_reflect_pad_values_and_gradient_equal_jnp_pad(shape, pad):
   x = jax.random.normal(jax.random.key(0), shape)
 

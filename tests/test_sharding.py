@@ -220,3 +220,17 @@ def test_an_error_in_one_process_stops_all_with_exit_2(tmp_path):
   assert "error: process 1: " in results[0][2] and "d.png: cannot read image" in results[0][2]
   assert "error: " in results[1][2] and "d.png: cannot read image" in results[1][2]
   assert not (tmp_path / "r.csv").exists()
+
+
+def test_region_fusion_dip_l0_runs_on_one_of_two_cpu_devices(tmp_path):
+  """Host callbacks on two CPU devices at once deadlock in jaxlib 0.10.2 (512×384 images)."""
+  for name in "ab":
+    _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(ord(name), 10)[1])
+  proc = subprocess.run([sys.executable, "-m", "launch.run", "--method=dip_l0", "--image=imgs",
+                         "--output_dir=out", "--batch_size=2", "--outer_iters=2",
+                         "--inner_iters=2"],
+                        cwd=tmp_path, env=_two_devices_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "runs on 1 of the 2 CPU devices" in proc.stderr
+  assert all((tmp_path / "out" / f"{name}_dip_l0.png").exists() for name in "ab")
