@@ -83,9 +83,9 @@ def main(argv):
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
                                inner_iters=_INNER.value)
   # As the launchers: Region Fusion's host callbacks hang on several CPU devices (jaxlib 0.10.2).
-  one_device = (mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
-                and isinstance(config.l0_step, l0_region_fusion.RegionFusionProx))
-  dip_l0_mesh = sharding.batch_mesh(list(mesh.devices.flat)[:1]) if one_device else mesh
+  dip_l0_mesh = sharding.batch_mesh(host_callbacks=isinstance(
+      config.l0_step, l0_region_fusion.RegionFusionProx))
+  one_device = dip_l0_mesh.size < mesh.size
   print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
         f"{_INNER.value} Adam steps per outer iteration"
         f"{', on 1 device (Region Fusion callbacks)' if one_device else ''}")

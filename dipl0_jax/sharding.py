@@ -24,9 +24,18 @@ from jax.sharding import PartitionSpec as P
 AXIS = "batch"
 
 
-def batch_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh with axis "batch" over `devices` (default: this process's devices)."""
-  return Mesh(np.asarray(devices or jax.local_devices()), (AXIS,))
+def batch_mesh(devices: list[jax.Device] | None = None, host_callbacks: bool = False) -> Mesh:
+  """A 1-D mesh with axis "batch" over `devices` (default: this process's devices).
+
+  With host_callbacks (the batched function calls `jax.pure_callback`, as Region Fusion's ℓ0
+  step does) several CPU devices give way to the first: in jaxlib 0.10.2 a callback's
+  arguments are copied through the CPU client's thread pool, which callbacks running on every
+  device at once hold, and the program hangs (README "Several devices and several machines").
+  """
+  devices = list(devices or jax.local_devices())
+  if host_callbacks and devices[0].platform == "cpu":
+    devices = devices[:1]
+  return Mesh(np.asarray(devices), (AXIS,))
 
 
 def mesh_of(x) -> Mesh | None:

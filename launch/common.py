@@ -269,25 +269,20 @@ class Method:
             f"--channels or --batch_size=1")
 
 
+def _batch_mesh(method: Method) -> jax.sharding.Mesh:
+  """This process's devices; the first only for a Region Fusion `dip_l0` (host callbacks) on CPU."""
+  callbacks = method.name == "dip_l0" and method.settings.get("l0_solver") == "region_fusion"
+  mesh = sharding.batch_mesh(host_callbacks=callbacks)
+  if mesh.size < jax.local_device_count():
+    _one_device_note(jax.local_device_count())
+  return mesh
+
+
 @functools.cache
 def _one_device_note(count: int) -> None:
   print(f"note: dip_l0 with --l0_solver=region_fusion runs on 1 of the {count} CPU devices "
         "(host callbacks on several deadlock in jaxlib 0.10.2; --l0_solver=fft uses all)",
         file=sys.stderr)
-
-
-def _batch_mesh(method: Method) -> jax.sharding.Mesh:
-  """This process's devices, or the first only for a Region Fusion `dip_l0` on CPU devices.
-
-  Its ℓ0 step is a host callback, and in jaxlib 0.10.2 callbacks on several CPU devices at once
-  deadlock on images of 512×384 (README "Several devices and several machines").
-  """
-  devices = jax.local_devices()
-  if (len(devices) > 1 and devices[0].platform == "cpu" and method.name == "dip_l0"
-      and method.settings.get("l0_solver") == "region_fusion"):
-    _one_device_note(len(devices))
-    devices = devices[:1]
-  return sharding.batch_mesh(devices)
 
 
 def _l0_method() -> Method:
