@@ -178,10 +178,10 @@ def _reflect_pad_fwd(x, pad):
 
 
 def _reflect_pad_bwd(pad, _, g):
-  n, h, w, c = g.shape[0], g.shape[1] - 2 * pad, g.shape[2] - 2 * pad, g.shape[3]
+  h, w = g.shape[1] - 2 * pad, g.shape[2] - 2 * pad
   if min(h, w) <= pad:  # a reflection wraps more than once (the deepest levels' 1×1 maps)
-    return jax.linear_transpose(functools.partial(_reflect, pad=pad),
-                                jax.ShapeDtypeStruct((n, h, w, c), g.dtype))(g)
+    # The example primal, a slice of g, carries g's type under shard_map (its varying axes).
+    return jax.linear_transpose(functools.partial(_reflect, pad=pad), g[:, :h, :w])(g)
   dx = 0.0
   for top, bottom, flip_rows, rows in _reflect_bands(h, pad):
     for left, right, flip_cols, cols in _reflect_bands(w, pad):

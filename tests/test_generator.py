@@ -148,3 +148,9 @@ def test_reflect_pad_values_and_gradient_equal_jnp_pad(shape, pad):
   np.testing.assert_array_equal(ours[0], expected[0])
   dy = jax.random.normal(jax.random.key(1), expected[0].shape)
   np.testing.assert_allclose(jax.jit(ours[1])(dy)[0], expected[1](dy)[0], rtol=1e-6, atol=1e-6)
+  # Under shard_map (the launchers on several devices) the cotangent's type names the mesh axis.
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
+  spec = jax.sharding.PartitionSpec("batch")
+  grad = lambda x, dy: jax.vjp(lambda x: gen.reflect_pad(x, pad), x)[1](dy)  # noqa: E731
+  sharded = jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(spec, spec), out_specs=spec))
+  np.testing.assert_allclose(sharded(x, dy)[0], expected[1](dy)[0], rtol=1e-6, atol=1e-6)
