@@ -82,13 +82,13 @@ def main(argv):
   n = _SCALES.value
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
                                inner_iters=_INNER.value)
-  # As the launchers: Region Fusion's host callbacks hang on several CPU devices (jaxlib 0.10.2).
+  # As the launchers: Region Fusion's host callbacks need more CPU client threads than devices.
   dip_l0_mesh = sharding.batch_mesh(host_callbacks=isinstance(
       config.l0_step, l0_region_fusion.RegionFusionProx))
-  one_device = dip_l0_mesh.size < mesh.size
+  fewer = dip_l0_mesh.size < mesh.size
   print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
         f"{_INNER.value} Adam steps per outer iteration"
-        f"{', on 1 device (Region Fusion callbacks)' if one_device else ''}")
+        f"{f', on {dip_l0_mesh.size} device(s) (Region Fusion callbacks)' if fewer else ''}")
   print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
         f"{'images/s':>9} {'× batch 1':>9}")
   rows = []

@@ -21,6 +21,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from dipl0_jax import xla_flags
+
 AXIS = "batch"
 
 
@@ -28,13 +30,14 @@ def batch_mesh(devices: list[jax.Device] | None = None, host_callbacks: bool = F
   """A 1-D mesh with axis "batch" over `devices` (default: this process's devices).
 
   With host_callbacks (the batched function calls `jax.pure_callback`, as Region Fusion's ℓ0
-  step does) several CPU devices give way to the first: in jaxlib 0.10.2 a callback's
-  arguments are copied through the CPU client's thread pool, which callbacks running on every
-  device at once hold, and the program hangs (README "Several devices and several machines").
+  step does) CPU devices are limited to one fewer than the CPU client's threads: in jaxlib
+  0.10.2 a callback's arguments are copied through that pool, and when callbacks on every
+  device at once hold all its threads the program hangs (`xla_flags` item 4; importing
+  dipl0_jax first sizes the pool for all forced devices).
   """
   devices = list(devices or jax.local_devices())
   if host_callbacks and devices[0].platform == "cpu":
-    devices = devices[:1]
+    devices = devices[:max(1, xla_flags.client_threads() - 1)]
   return Mesh(np.asarray(devices), (AXIS,))
 
 

@@ -23,9 +23,18 @@
    everywhere: the ℓ0 FFT solve's sum over three colour planes, handed to YNNPACK, took the
    solve to twice the time at 640×480.
 
+4. Not a flag: PJRT_NPROC, the size of the CPU client's thread pool (default: the CPUs this
+   process may run on). In jaxlib 0.10.2 a `jax.pure_callback` (Region Fusion's ℓ0 step) copies
+   its arguments through that pool, which the programs of several forced CPU devices
+   (`--xla_force_host_platform_device_count=N`) hold while they wait in their callbacks: with
+   2 devices on 2 cores, callbacks of 512×512×3 floats hung in 4 of 6 runs, and in none of 18
+   with a pool of 3. So with N > 1 forced devices PJRT_NPROC becomes max(CPUs, N + 1), unless
+   PJRT_NPROC or NPROC is set; `sharding.batch_mesh` leaves out devices a smaller pool cannot
+   serve.
+
 Flags 1 and 2 are each added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS
-once, when JAX starts its first backend: import dipl0_jax before running any JAX computation,
-or set the flags yourself.
+(and PJRT_NPROC) once, when JAX starts its first backend: import dipl0_jax before running any
+JAX computation, or set the flags yourself.
 """
 
 import functools
@@ -60,8 +69,28 @@ def _named(flags: str) -> set[str]:
   return {"--" + token.split("=", 1)[0].lstrip("-") for token in flags.split()}
 
 
+def forced_cpu_devices() -> int:
+  """The CPU device count XLA_FLAGS force (`--xla_force_host_platform_device_count`), or 1."""
+  name, count = "--xla_force_host_platform_device_count", 1
+  for token in os.environ.get("XLA_FLAGS", "").split():
+    if _named(token) == {name} and "=" in token and token.split("=", 1)[1].isdigit():
+      count = int(token.split("=", 1)[1])  # the last one counts, as for XLA
+  return count
+
+
+def client_threads() -> int:
+  """The CPU client's thread-pool size XLA reads at start: PJRT_NPROC, NPROC, else the CPUs
+  this process may run on (item 4 above)."""
+  for name in ("PJRT_NPROC", "NPROC"):
+    value = os.environ.get(name, "")
+    if value.isdigit():
+      return int(value)
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def apply() -> list[str]:
-  """Adds each of `FLAGS` that XLA_FLAGS do not name yet; returns the `name=value`s it added.
+  """Adds each of `FLAGS` that XLA_FLAGS do not name yet and, for several forced CPU devices,
+  PJRT_NPROC (item 4 above); returns the `name=value`s it added.
 
   Skips a flag that this jaxlib is too old for, and warns instead of adding when JAX's backend
   has already started (the flags would have no effect).
@@ -70,15 +99,23 @@ def apply() -> list[str]:
   named, version = _named(flags), _jaxlib_version()
   missing = [f"{name}={value}" for name, value in FLAGS.items()
              if name not in named and version >= _MIN_JAXLIB.get(name, (0,))]
+  devices = forced_cpu_devices()
+  if (devices > 1 and client_threads() <= devices
+      and "PJRT_NPROC" not in os.environ and "NPROC" not in os.environ):
+    missing.append(f"PJRT_NPROC={devices + 1}")
   if not missing:
     return []
   if _backend_started():
-    warnings.warn(f"dipl0_jax was imported after JAX started, so it could not add "
-                  f"{' '.join(missing)} to XLA_FLAGS (see dipl0_jax/xla_flags.py: speed and "
-                  "repeatable FFTs). Import dipl0_jax first, or add them yourself.",
-                  stacklevel=3)
+    warnings.warn(f"dipl0_jax was imported after JAX started, so it could not set "
+                  f"{' '.join(missing)} (see dipl0_jax/xla_flags.py: speed, repeatable FFTs, "
+                  "host callbacks on several devices). Import dipl0_jax first, or set them "
+                  "yourself.", stacklevel=3)
     return []
-  os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
+  flags_added = [m for m in missing if m.startswith("--")]
+  if flags_added:
+    os.environ["XLA_FLAGS"] = " ".join([flags, *flags_added]).strip()
+  if missing[-1].startswith("PJRT_NPROC="):
+    os.environ["PJRT_NPROC"] = missing[-1].split("=", 1)[1]
   return missing
 
 

@@ -270,19 +270,20 @@ class Method:
 
 
 def _batch_mesh(method: Method) -> jax.sharding.Mesh:
-  """This process's devices; the first only for a Region Fusion `dip_l0` (host callbacks) on CPU."""
+  """This process's devices; fewer for a Region Fusion `dip_l0` (host callbacks) when the CPU
+  client has too few threads for all (`sharding.batch_mesh`)."""
   callbacks = method.name == "dip_l0" and method.settings.get("l0_solver") == "region_fusion"
   mesh = sharding.batch_mesh(host_callbacks=callbacks)
   if mesh.size < jax.local_device_count():
-    _one_device_note(jax.local_device_count())
+    _fewer_devices_note(mesh.size, jax.local_device_count())
   return mesh
 
 
 @functools.cache
-def _one_device_note(count: int) -> None:
-  print(f"note: dip_l0 with --l0_solver=region_fusion runs on 1 of the {count} CPU devices "
-        "(host callbacks on several deadlock in jaxlib 0.10.2; --l0_solver=fft uses all)",
-        file=sys.stderr)
+def _fewer_devices_note(used: int, count: int) -> None:
+  print(f"note: dip_l0 with --l0_solver=region_fusion runs on {used} of the {count} CPU "
+        f"devices (its host callbacks need PJRT_NPROC={count + 1} or more for all, set before "
+        "JAX starts; --l0_solver=fft uses all)", file=sys.stderr)
 
 
 def _l0_method() -> Method:
