@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import measure, timing
-from dipl0_jax import admm, l0_fft, l0_region_fusion, sharding
+from dipl0_jax import admm, l0_fft, l0_region_fusion, sharding, xla_flags
 
 _SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
@@ -76,19 +76,22 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown --methods {sorted(unknown)}: choose from l0, region_fusion, "
                          "dip_l0")
+  # As the launchers, room for dip_l0's Region Fusion callbacks on every forced CPU device;
+  # the extra thread slows the other methods there (time them in a run of their own).
+  pool = xla_flags.size_client_pool() if "dip_l0" in _METHODS.value else None
   w, h = timing.parse_size(_SIZE.value)
   image = timing.test_image(w, h)
   mesh = sharding.batch_mesh()
   n = _SCALES.value
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
                                inner_iters=_INNER.value)
-  # As the launchers: Region Fusion's host callbacks need more CPU client threads than devices.
   dip_l0_mesh = sharding.batch_mesh(host_callbacks=isinstance(
       config.l0_step, l0_region_fusion.RegionFusionProx))
   fewer = dip_l0_mesh.size < mesh.size
   print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
         f"{_INNER.value} Adam steps per outer iteration"
-        f"{f', on {dip_l0_mesh.size} device(s) (Region Fusion callbacks)' if fewer else ''}")
+        f"{f', on {dip_l0_mesh.size} device(s) (Region Fusion callbacks)' if fewer else ''}"
+        f"{f'; {pool} for its callbacks' if pool else ''}")
   print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
         f"{'images/s':>9} {'× batch 1':>9}")
   rows = []

@@ -32,8 +32,8 @@ def batch_mesh(devices: list[jax.Device] | None = None, host_callbacks: bool = F
   With host_callbacks (the batched function calls `jax.pure_callback`, as Region Fusion's ℓ0
   step does) CPU devices are limited to one fewer than the CPU client's threads: in jaxlib
   0.10.2 a callback's arguments are copied through that pool, and when callbacks on every
-  device at once hold all its threads the program hangs (`xla_flags` item 4; importing
-  dipl0_jax first sizes the pool for all forced devices).
+  device at once hold all its threads the program hangs (`xla_flags` item 4:
+  `xla_flags.size_client_pool()` before JAX starts makes room for all forced devices).
   """
   devices = list(devices or jax.local_devices())
   if host_callbacks and devices[0].platform == "cpu":

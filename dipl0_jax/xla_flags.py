@@ -23,14 +23,16 @@
    everywhere: the ℓ0 FFT solve's sum over three colour planes, handed to YNNPACK, took the
    solve to twice the time at 640×480.
 
-4. Not a flag: PJRT_NPROC, the size of the CPU client's thread pool (default: the CPUs this
-   process may run on). In jaxlib 0.10.2 a `jax.pure_callback` (Region Fusion's ℓ0 step) copies
-   its arguments through that pool, which the programs of several forced CPU devices
-   (`--xla_force_host_platform_device_count=N`) hold while they wait in their callbacks: with
-   2 devices on 2 cores, callbacks of 512×512×3 floats hung in 4 of 6 runs, and in none of 18
-   with a pool of 3. So with N > 1 forced devices PJRT_NPROC becomes max(CPUs, N + 1), unless
-   PJRT_NPROC or NPROC is set; `sharding.batch_mesh` leaves out devices a smaller pool cannot
-   serve.
+4. Not applied at import: `size_client_pool()`, for host callbacks on several forced CPU
+   devices (`--xla_force_host_platform_device_count=N`). In jaxlib 0.10.2 a `jax.pure_callback`
+   (Region Fusion's ℓ0 step) copies its arguments through the CPU client's thread pool
+   (PJRT_NPROC threads, default: the CPUs this process may run on), which the programs of N
+   devices waiting in their callbacks can all hold: on 2 cores with 2 devices, callbacks of
+   512×512×3 floats hung in 4 of 6 runs, and in none of 18 with PJRT_NPROC=3. The launchers
+   call it for `dip_l0` with Region Fusion only: the pool also sizes XLA's intra-op threads,
+   and one more thread than cores cost other programs on two devices: 12–18% fewer images
+   per second from the FFT ℓ0 solver, 4–10% more time per `dip_l0` step with the FFT ℓ0 step.
+   `sharding.batch_mesh` leaves out the devices a pool cannot serve.
 
 Flags 1 and 2 are each added unless the user's XLA_FLAGS already name it. XLA reads XLA_FLAGS
 (and PJRT_NPROC) once, when JAX starts its first backend: import dipl0_jax before running any
@@ -88,9 +90,22 @@ def client_threads() -> int:
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def size_client_pool() -> str | None:
+  """Sets PJRT_NPROC to one more than the forced CPU devices if the pool would be smaller, so
+  that host callbacks can run on all of them (item 4 above); returns "PJRT_NPROC=n" if it did.
+
+  Leaves a user's PJRT_NPROC or NPROC alone, and does nothing once JAX's backend has started.
+  """
+  devices = forced_cpu_devices()
+  if (devices < 2 or client_threads() > devices or "PJRT_NPROC" in os.environ
+      or "NPROC" in os.environ or _backend_started()):
+    return None
+  os.environ["PJRT_NPROC"] = str(devices + 1)
+  return f"PJRT_NPROC={devices + 1}"
+
+
 def apply() -> list[str]:
-  """Adds each of `FLAGS` that XLA_FLAGS do not name yet and, for several forced CPU devices,
-  PJRT_NPROC (item 4 above); returns the `name=value`s it added.
+  """Adds each of `FLAGS` that XLA_FLAGS do not name yet; returns the `name=value`s it added.
 
   Skips a flag that this jaxlib is too old for, and warns instead of adding when JAX's backend
   has already started (the flags would have no effect).
@@ -99,23 +114,15 @@ def apply() -> list[str]:
   named, version = _named(flags), _jaxlib_version()
   missing = [f"{name}={value}" for name, value in FLAGS.items()
              if name not in named and version >= _MIN_JAXLIB.get(name, (0,))]
-  devices = forced_cpu_devices()
-  if (devices > 1 and client_threads() <= devices
-      and "PJRT_NPROC" not in os.environ and "NPROC" not in os.environ):
-    missing.append(f"PJRT_NPROC={devices + 1}")
   if not missing:
     return []
   if _backend_started():
-    warnings.warn(f"dipl0_jax was imported after JAX started, so it could not set "
-                  f"{' '.join(missing)} (see dipl0_jax/xla_flags.py: speed, repeatable FFTs, "
-                  "host callbacks on several devices). Import dipl0_jax first, or set them "
-                  "yourself.", stacklevel=3)
+    warnings.warn(f"dipl0_jax was imported after JAX started, so it could not add "
+                  f"{' '.join(missing)} to XLA_FLAGS (see dipl0_jax/xla_flags.py: speed and "
+                  "repeatable FFTs). Import dipl0_jax first, or add them yourself.",
+                  stacklevel=3)
     return []
-  flags_added = [m for m in missing if m.startswith("--")]
-  if flags_added:
-    os.environ["XLA_FLAGS"] = " ".join([flags, *flags_added]).strip()
-  if missing[-1].startswith("PJRT_NPROC="):
-    os.environ["PJRT_NPROC"] = missing[-1].split("=", 1)[1]
+  os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
   return missing
 
 

@@ -27,6 +27,7 @@ from dipl0_jax import (
   metrics,
   operators,
   sharding,
+  xla_flags,
 )
 from dipl0_jax import generator as gen
 
@@ -150,16 +151,16 @@ def _use_compilation_cache() -> None:
   jax.config.update("jax_compilation_cache_dir", os.path.join(base, "dipl0_jax", "xla"))
 
 
-def main(run: Callable[[], None], before: Callable[[], None] = lambda: None
-         ) -> Callable[[list[str]], None]:
-  """An absl `main` that calls before() then run(), reporting UsageError in one line (exit 2)
-  and a second Ctrl-C as "aborted" (exit 130)."""
+def main(run: Callable[[], None], *before: Callable[[], None]) -> Callable[[list[str]], None]:
+  """An absl `main` that calls each of `before` then run(), reporting UsageError in one line
+  (exit 2) and a second Ctrl-C as "aborted" (exit 130)."""
 
   def absl_main(argv: list[str]) -> None:
     if len(argv) > 1:
       fail(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-      before()
+      for step in before:
+        step()
       run()
     except UsageError as e:
       fail(str(e))
@@ -269,11 +270,26 @@ class Method:
             f"--channels or --batch_size=1")
 
 
+def _host_callbacks() -> bool:
+  """Whether the flags' method calls back to the host from its solve: `dip_l0`'s Region Fusion."""
+  if METHOD.value != "dip_l0":
+    return False
+  preset = admm.PRESETS[_PRESET.value or DEFAULT_PRESET[TASK.value]]
+  return (_L0_SOLVER.value or _solver_name(preset.l0_step)) == "region_fusion"
+
+
+def size_client_pool() -> None:
+  """Before JAX starts: room in the CPU client's thread pool for the method's host callbacks
+  on every forced CPU device (`xla_flags.size_client_pool`); nothing for other methods, which
+  run slower with the extra thread."""
+  if _host_callbacks():
+    xla_flags.size_client_pool()
+
+
 def _batch_mesh(method: Method) -> jax.sharding.Mesh:
   """This process's devices; fewer for a Region Fusion `dip_l0` (host callbacks) when the CPU
   client has too few threads for all (`sharding.batch_mesh`)."""
-  callbacks = method.name == "dip_l0" and method.settings.get("l0_solver") == "region_fusion"
-  mesh = sharding.batch_mesh(host_callbacks=callbacks)
+  mesh = sharding.batch_mesh(host_callbacks=_host_callbacks())
   if mesh.size < jax.local_device_count():
     _fewer_devices_note(mesh.size, jax.local_device_count())
   return mesh

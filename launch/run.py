@@ -258,7 +258,8 @@ def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
 
 def main(argv: list[str] | None = None) -> None:
   """The command line: parses argv (default sys.argv), runs, exits (0, 2 on bad input)."""
-  app.run(common.main(run, distributed.initialize), argv=argv, flags_parser=common.parse_flags)
+  app.run(common.main(run, common.size_client_pool, distributed.initialize), argv=argv,
+          flags_parser=common.parse_flags)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ device): those tests run scripts with XLA_FLAGS=--xla_force_host_platform_device
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -223,10 +224,12 @@ def test_an_error_in_one_process_stops_all_with_exit_2(tmp_path):
 
 
 _CALLBACKS_SCRIPT = """
+import sys
 import dipl0_jax
+from dipl0_jax import sharding, xla_flags
+print(xla_flags.size_client_pool())  # before JAX starts
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import PartitionSpec as P
-from dipl0_jax import sharding
 
 mesh = sharding.batch_mesh(host_callbacks=True)
 print("devices", mesh.size)
@@ -239,34 +242,42 @@ print("done")
 """
 
 
-@pytest.mark.parametrize("nproc", [None, "2"])
-def test_host_callbacks_on_two_cpu_devices_finish(nproc):
-  """jaxlib 0.10.2 hung here in 4 of 6 runs when the CPU client had 2 threads for 2 devices:
-  importing dipl0_jax gives it 3, and a user's smaller pool keeps the callbacks on 1 device."""
+def _callback_env(nproc: str | None) -> dict:
+  """Two forced CPU devices on this machine; PJRT_NPROC=nproc if given."""
   env = _two_devices_env()
   env.pop("NPROC", None)
   env.pop("PJRT_NPROC", None)
   if nproc:
     env["PJRT_NPROC"] = nproc
-  proc = subprocess.run([sys.executable, "-c", _CALLBACKS_SCRIPT], env=env, capture_output=True,
-                        text=True, timeout=120)
+  return env
+
+
+@pytest.mark.parametrize("nproc", [None, "2"])
+def test_host_callbacks_on_two_cpu_devices_finish(nproc):
+  """jaxlib 0.10.2 hung here in 4 of 6 runs when the CPU client had 2 threads for 2 devices:
+  `size_client_pool` gives it 3 (on ≤ 2 cores), a user's smaller pool keeps them on 1 device."""
+  proc = subprocess.run([sys.executable, "-c", _CALLBACKS_SCRIPT], env=_callback_env(nproc),
+                        capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
-  assert proc.stdout.split() == ["devices", "1" if nproc else "2", "done"]
+  cores = len(os.sched_getaffinity(0))
+  if nproc:
+    expected = ["None", "devices", "1", "done"]
+  elif cores <= 2:
+    expected = ["PJRT_NPROC=3", "devices", "2", "done"]
+  else:
+    expected = ["None", "devices", "2", "done"]
+  assert proc.stdout.split() == expected
 
 
 @pytest.mark.parametrize("nproc", [None, "2"])
 def test_region_fusion_dip_l0_on_two_cpu_devices(tmp_path, nproc):
   for name in "ab":
     _save(str(tmp_path / "imgs" / f"{name}.png"), _blocks(ord(name), 10)[1])
-  env = _two_devices_env()
-  env.pop("NPROC", None)
-  env.pop("PJRT_NPROC", None)
-  if nproc:
-    env["PJRT_NPROC"] = nproc
   proc = subprocess.run([sys.executable, "-m", "launch.run", "--method=dip_l0", "--image=imgs",
                          "--output_dir=out", "--batch_size=2", "--outer_iters=2",
                          "--inner_iters=2"],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=tmp_path, env=_callback_env(nproc), capture_output=True, text=True,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr
   note = "runs on 1 of the 2 CPU devices (its host callbacks need PJRT_NPROC=3"
   assert (note in proc.stderr) == bool(nproc), proc.stderr

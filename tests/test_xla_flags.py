@@ -22,35 +22,11 @@ def test_import_applied_the_flags_in_this_process():
 
 
 def test_adds_the_flags_and_keeps_other_flags(monkeypatch):
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
   monkeypatch.setattr(xla_flags, "_backend_started", lambda: False)
   assert xla_flags.apply() == ALL
-  assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=1", *ALL]
+  assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", *ALL]
   assert xla_flags.apply() == []  # already there: not added twice
-
-
-def test_sizes_the_client_pool_for_several_forced_devices_only(monkeypatch):
-  """Host callbacks on N devices need N + 1 client threads (item 4 of xla_flags)."""
-  for name in ("PJRT_NPROC", "NPROC"):
-    monkeypatch.delenv(name, raising=False)
-  monkeypatch.setattr(xla_flags, "_backend_started", lambda: False)
-  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-  forced = "--xla_force_host_platform_device_count"
-  monkeypatch.setenv("XLA_FLAGS", f"{forced}=2 {forced}=4 {' '.join(ALL)}")  # the last counts
-  assert xla_flags.forced_cpu_devices() == 4 and xla_flags.client_threads() == 2
-  assert xla_flags.apply() == ["PJRT_NPROC=5"]
-  assert os.environ["PJRT_NPROC"] == "5" and xla_flags.client_threads() == 5
-  assert xla_flags.apply() == []
-  monkeypatch.delenv("PJRT_NPROC")
-  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-  assert xla_flags.apply() == []  # 8 threads serve 4 devices already
-  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-  monkeypatch.setenv("NPROC", "2")  # the user's choice stands
-  assert xla_flags.apply() == [] and xla_flags.client_threads() == 2
-  assert "PJRT_NPROC" not in os.environ
-  monkeypatch.delenv("NPROC")
-  monkeypatch.setenv("XLA_FLAGS", f"{forced}=1 {' '.join(ALL)}")
-  assert xla_flags.forced_cpu_devices() == 1 and xla_flags.apply() == []
 
 
 @pytest.mark.parametrize("name", list(xla_flags.FLAGS))
@@ -82,13 +58,6 @@ def test_warns_when_jax_has_already_started(monkeypatch):
     assert xla_flags.apply() == []
   assert all(flag in str(record[0].message) for flag in ALL)
   assert "XLA_FLAGS" not in os.environ
-  monkeypatch.setenv("XLA_FLAGS", " ".join(["--xla_force_host_platform_device_count=2", *ALL]))
-  monkeypatch.delenv("PJRT_NPROC", raising=False)
-  monkeypatch.delenv("NPROC", raising=False)
-  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-  with pytest.warns(UserWarning, match="could not set PJRT_NPROC=3"):
-    assert xla_flags.apply() == []
-  assert "PJRT_NPROC" not in os.environ
 
 
 def test_no_warning_when_the_flags_are_set_already(monkeypatch, recwarn):
@@ -96,6 +65,34 @@ def test_no_warning_when_the_flags_are_set_already(monkeypatch, recwarn):
   monkeypatch.setattr(xla_flags, "_backend_started", lambda: True)
   assert xla_flags.apply() == []
   assert not recwarn.list
+
+
+def test_size_client_pool_makes_room_for_callbacks_on_every_forced_device(monkeypatch):
+  """Host callbacks on N devices need N + 1 client threads (item 4 of xla_flags)."""
+  for name in ("PJRT_NPROC", "NPROC"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(xla_flags, "_backend_started", lambda: False)
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+  forced = "--xla_force_host_platform_device_count"
+  monkeypatch.setenv("XLA_FLAGS", f"{forced}=2 {forced}=4")  # the last one counts
+  assert xla_flags.forced_cpu_devices() == 4 and xla_flags.client_threads() == 2
+  assert xla_flags.size_client_pool() == "PJRT_NPROC=5"
+  assert os.environ["PJRT_NPROC"] == "5" and xla_flags.client_threads() == 5
+  assert xla_flags.size_client_pool() is None
+  monkeypatch.delenv("PJRT_NPROC")
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+  assert xla_flags.size_client_pool() is None  # 8 threads serve 4 devices already
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+  monkeypatch.setenv("NPROC", "2")  # the user's choice stands
+  assert xla_flags.size_client_pool() is None and xla_flags.client_threads() == 2
+  monkeypatch.delenv("NPROC")
+  monkeypatch.setattr(xla_flags, "_backend_started", lambda: True)  # too late to matter
+  assert xla_flags.size_client_pool() is None
+  monkeypatch.setattr(xla_flags, "_backend_started", lambda: False)
+  monkeypatch.setenv("XLA_FLAGS", f"{forced}=1")
+  assert xla_flags.forced_cpu_devices() == 1 and xla_flags.size_client_pool() is None
+  assert "PJRT_NPROC" not in os.environ
+  assert xla_flags.apply() == ALL  # importing dipl0_jax never sets it
 
 
 def test_ffts_and_l0_smooth_repeat_exactly_on_a_large_image():
