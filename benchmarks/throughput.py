@@ -87,11 +87,15 @@ def main(argv):
                                inner_iters=_INNER.value)
   dip_l0_mesh = sharding.batch_mesh(host_callbacks=isinstance(
       config.l0_step, l0_region_fusion.RegionFusionProx))
-  fewer = dip_l0_mesh.size < mesh.size
-  print(f"{w}×{h}, {mesh.size} device(s); dip_l0: {_CHANNELS.value} channels, {n} scales, "
-        f"{_INNER.value} Adam steps per outer iteration"
-        f"{f', on {dip_l0_mesh.size} device(s) (Region Fusion callbacks)' if fewer else ''}"
-        f"{f'; {pool} for its callbacks' if pool else ''}")
+  dip_l0 = ""
+  if "dip_l0" in _METHODS.value:
+    dip_l0 = (f"; dip_l0: {_CHANNELS.value} channels, {n} scales, {_INNER.value} Adam steps per "
+              "outer iteration")
+    if dip_l0_mesh.size < mesh.size:
+      dip_l0 += f", on {dip_l0_mesh.size} device(s) (Region Fusion callbacks)"
+    if pool:
+      dip_l0 += f", {pool} for its Region Fusion callbacks"
+  print(f"{w}×{h}, {mesh.size} device(s){dip_l0}")
   print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
         f"{'images/s':>9} {'× batch 1':>9}")
   rows = []
