@@ -274,8 +274,7 @@ def _host_callbacks() -> bool:
   """Whether the flags' method calls back to the host from its solve: `dip_l0`'s Region Fusion."""
   if METHOD.value != "dip_l0":
     return False
-  preset = admm.PRESETS[_PRESET.value or DEFAULT_PRESET[TASK.value]]
-  return (_L0_SOLVER.value or _solver_name(preset.l0_step)) == "region_fusion"
+  return _l0_solver(admm.PRESETS[_preset_name()].l0_step) == "region_fusion"
 
 
 def size_client_pool() -> None:
@@ -460,7 +459,7 @@ def _beta_scales(default: tuple[float, ...]) -> tuple[float, ...]:
 
 
 def _dip_l0_method() -> Method:
-  preset_name = _PRESET.value or DEFAULT_PRESET[TASK.value]
+  preset_name = _preset_name()
   preset = admm.PRESETS[preset_name]
   config = dataclasses.replace(
       preset, generator=_generator_config(preset.generator), lam=_value(_LAMBDA, preset.lam),
@@ -558,11 +557,20 @@ def _solver_name(step: admm.L0Step) -> str:
   return "region_fusion" if isinstance(step, l0_region_fusion.RegionFusionProx) else "fft"
 
 
+def _preset_name() -> str:
+  """dip_l0's preset: --preset, else --task's default."""
+  return _PRESET.value or DEFAULT_PRESET[TASK.value]
+
+
+def _l0_solver(preset_step: admm.L0Step) -> str:
+  """dip_l0's ℓ0 solver: --l0_solver, else the preset's."""
+  return _L0_SOLVER.value or _solver_name(preset_step)
+
+
 def l0_step(preset_step: admm.L0Step) -> admm.L0Step:
   """The ℓ0 proximal step of dip_l0: --l0_solver's, else the preset's solver, with the flags'
   --num_passes (Region Fusion) or --kappa/--beta_max (FFT)."""
-  solver = _L0_SOLVER.value or _solver_name(preset_step)
-  if solver == "region_fusion":
+  if _l0_solver(preset_step) == "region_fusion":
     return l0_region_fusion.RegionFusionProx(_num_passes(50))
   return _FftProx(_KAPPA.value, _BETA_MAX.value)
 

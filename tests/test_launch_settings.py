@@ -169,3 +169,24 @@ def test_region_fusion_batch_size_defaults_to_the_core_count():
   assert method.host_threads
   assert common.batch_size(None, method) == max(jax.local_device_count(), os.cpu_count())
   assert common.batch_size(1, method) == 1
+
+
+@pytest.mark.parametrize("flag_values, sized", [
+    ({}, True),  # dip_l0, fast preset: Region Fusion
+    ({"method": "dip_l0", "preset": "nks"}, True),
+    ({"method": "dip_l0", "l0_solver": "fft"}, False),
+    ({"method": "l0", "l0_solver": "region_fusion"}, False),  # on the host, no callbacks
+    ({"method": "dip"}, False),
+    ({"method": "fan2018"}, False),
+])
+def test_only_region_fusion_dip_l0_sizes_the_client_pool(monkeypatch, flag_values, sized):
+  """The extra thread slows the other methods on forced devices (xla_flags item 4)."""
+  calls = []
+  monkeypatch.setattr(common.xla_flags, "size_client_pool", lambda: calls.append(1))
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(**flag_values):
+    common.size_client_pool()
+    if sized:  # the method the same flags build does call Region Fusion back
+      assert build().settings["l0_solver"] == "region_fusion"
+  assert calls == ([1] if sized else [])

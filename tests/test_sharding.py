@@ -224,7 +224,6 @@ def test_an_error_in_one_process_stops_all_with_exit_2(tmp_path):
 
 
 _CALLBACKS_SCRIPT = """
-import sys
 import dipl0_jax
 from dipl0_jax import sharding, xla_flags
 print(xla_flags.size_client_pool())  # before JAX starts
