@@ -21,15 +21,13 @@ Groups that cannot fuse at the current β are skipped, which does not change the
 """
 
 import dataclasses
-import os
-from collections.abc import Callable, Sequence
-from concurrent import futures
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numba
 import numpy as np
+
+from dipl0_jax import sharding
 
 # Group ids and offsets into the neighbour-list pool (< 8 entries per pixel) are int32.
 _MAX_PIXELS = 2**27
@@ -296,19 +294,6 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
   return _fuse(np.ascontiguousarray(image, np.float32), lam, int(num_passes))
 
 
-def _each_on_cores(solve: Callable[[Any], None], items: Sequence[Any]) -> None:
-  """Calls `solve` on every item: on one thread per core when there are several.
-
-  Meant for solves that release the GIL (`_fuse` is compiled with `nogil`); exceptions are
-  raised in the caller.
-  """
-  if len(items) == 1:
-    solve(items[0])
-  elif items:
-    with futures.ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
-      list(pool.map(solve, items))
-
-
 def region_fusion_batch(images: np.ndarray, *, lam: float = 0.02,
                         num_passes: int = 100) -> np.ndarray:
   """`region_fusion` of each image of a (B, H, W, C) batch → (B, H, W, C) float32.
@@ -324,7 +309,7 @@ def region_fusion_batch(images: np.ndarray, *, lam: float = 0.02,
   def solve(b):
     out[b] = region_fusion(images[b], lam=lam, num_passes=num_passes)
 
-  _each_on_cores(solve, range(len(images)))
+  sharding.each_on_cores(solve, range(len(images)))
   return out
 
 
@@ -342,7 +327,7 @@ def _prox_host(x: np.ndarray, weight: np.ndarray, num_passes: int) -> np.ndarray
     else:
       out[b] = region_fusion(x[b], lam=max(float(weight[b]), 0.0), num_passes=num_passes)
 
-  _each_on_cores(solve, list(np.ndindex(weight.shape)))
+  sharding.each_on_cores(solve, list(np.ndindex(weight.shape)))
   return out
 
 

@@ -13,7 +13,10 @@ from the results. Padding wastes at most (devices − 1) examples of work per ba
 device nothing is padded and the arrays are only committed to that device.
 """
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +88,19 @@ def batch_map(fn: Callable, mesh: Mesh | None, in_axes: tuple[int | None, ...]) 
     return batched
   specs = tuple(P(AXIS) if axis == 0 else P() for axis in in_axes)
   return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS))
+
+
+def each_on_cores(solve: Callable[[Any], None], items: Sequence[Any]) -> None:
+  """Calls `solve` on every item: on one host thread per core when there are several.
+
+  For solves that release the GIL (Numba's `nogil`, or waiting for a jitted call: XLA runs
+  calls from several threads at once); exceptions are raised in the caller.
+  """
+  if len(items) == 1:
+    solve(items[0])
+  elif items:
+    with futures.ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
+      list(pool.map(solve, items))
 
 
 def padded_size(n: int, mesh: Mesh) -> int:

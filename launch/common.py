@@ -318,12 +318,12 @@ def _l0_method() -> Method:
 
   def solve(images, keys, state=None):
     del keys, state  # deterministic, one pass
-    output = l0_fft.l0_smooth_batch(images, lam=lam, kappa=kappa, beta_max=beta_max,
-                                    mesh=sharding.mesh_of(images))
-    yield Progress(1, 1, {}, {"output": np.asarray(output)})
+    output = l0_fft.l0_smooth_each(images, lam=lam, kappa=kappa, beta_max=beta_max,
+                                   mesh=sharding.mesh_of(images))
+    yield Progress(1, 1, {}, {"output": output})
 
   return Method("l0", {"l0_solver": "fft", "lambda_": lam, "kappa": kappa,
-                       "beta_max": beta_max}, solve)
+                       "beta_max": beta_max}, solve, host_threads=True)
 
 
 def _num_passes(default: int) -> int:

@@ -111,6 +111,21 @@ def test_smooth_batch_equals_one_image_at_a_time_exactly():
     np.testing.assert_array_equal(np.asarray(one(image, 0.02)), out)
 
 
+def test_smooth_each_equals_one_image_at_a_time_exactly():
+  # The launchers' batches on one device: a jitted call per image, from one thread per core.
+  images = np.stack([_test_image((24, 20, 3), seed=s) for s in range(3)])
+  each = l0_fft.l0_smooth_each(images, lam=0.01, kappa=3.0, beta_max=1e4)
+  assert isinstance(each, np.ndarray) and each.shape == images.shape
+  one = jax.jit(lambda x: dipl0_jax.l0_smooth(x, lam=0.01, kappa=3.0, beta_max=1e4))
+  for image, out in zip(images, each, strict=True):
+    np.testing.assert_array_equal(np.asarray(one(image)), out)
+  np.testing.assert_array_equal(l0_fft.l0_smooth_each(images, lam=0.02),
+                                np.asarray(l0_fft.l0_smooth_batch(images, lam=0.02)))
+  assert l0_fft.l0_smooth_each(images[:0]).shape == (0, 24, 20, 3)
+  with pytest.raises(ValueError, match="B, H, W, C"):
+    l0_fft.l0_smooth_each(images[0])
+
+
 def test_zero_lambda_returns_input():
   image = _test_image((16, 20, 3))
   np.testing.assert_array_equal(np.asarray(dipl0_jax.l0_smooth(image, lam=0.0)), image)
