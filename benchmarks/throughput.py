@@ -7,9 +7,10 @@ Every batch is split over this process's devices as the launchers split it
 (`dipl0_jax.sharding`; padded to a multiple of the device count, the padding not counted),
 so with several devices it runs data-parallel. `l0`: the launchers' batched FFT solver
 (`l0_fft.l0_smooth_each`: on one device a jitted call per image, one per core at once; on
-several `l0_smooth_batch`, image by image on each; "compile" is the first call). `region_fusion`: the launchers'
-Region Fusion batch (`l0_region_fusion.region_fusion_batch`, on the host, one thread per core,
-whatever the devices; "compile" is the first call, loading Numba's cache). `dip_l0`: the
+several `l0_smooth_batch`, image by image on each; "compile" is the first call).
+`region_fusion`: the launchers' Region Fusion batch (`l0_region_fusion.region_fusion_batch`,
+on the host, one thread per core, whatever the devices; "compile" is the first call, loading
+Numba's cache). `dip_l0`: the
 launcher's jitted Adam step (image by image on CPU, see `sharding.batch_map`) and v/w/average update
 (`admm.iterate`); an outer iteration is --inner_iters Adam steps and one update, so images/s is
 batch / (inner_iters · Adam step + update). Medians of --repeats calls after a warm-up call;

@@ -11,6 +11,9 @@ A batch whose size is not a multiple of the device count is padded by repeating 
 example (a real input, so the padded rows compute nothing unusual); `unpad` drops those rows
 from the results. Padding wastes at most (devices − 1) examples of work per batch. With one
 device nothing is padded and the arrays are only committed to that device.
+
+`each_on_cores` is the host's side of the same idea: one thread per core, for solves that
+release the GIL (Region Fusion's, and separate jitted calls, which XLA runs at once).
 """
 
 import os
