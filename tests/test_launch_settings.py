@@ -167,7 +167,8 @@ def test_batch_size_defaults_to_one_image_per_device():
 @pytest.mark.parametrize("solver", ["fft", "region_fusion"])
 def test_l0_batch_size_defaults_to_the_core_count(solver):
   # Both solve a batch one image per core at once: Region Fusion 1.48x images/s at batch 2,
-  # the FFT solver's separate jitted calls 1.77x at batch 4 (README "Batch throughput").
+  # the FFT solver's separate jitted calls 1.70-1.78x at batches 2 and 4 (README "Batch
+  # throughput").
   method = build(method="l0", l0_solver=solver)
   assert method.host_threads
   assert common.batch_size(None, method) == max(jax.local_device_count(), os.cpu_count())
