@@ -30,7 +30,7 @@
    devices waiting in their callbacks can all hold: on 2 cores with 2 devices, callbacks of
    512×512×3 floats hung in 4 of 6 runs, and in none of 18 with PJRT_NPROC=3. The launchers
    call it for `dip_l0` with Region Fusion only: the pool also sizes XLA's intra-op threads,
-   and one more thread than cores cost other programs on two devices: 12–18% fewer images
+   and one more thread than cores cost other programs on two devices: 12.5–18.5% fewer images
    per second from the FFT ℓ0 solver, 4–10% more time per `dip_l0` step with the FFT ℓ0 step.
    `sharding.batch_mesh` leaves out the devices a pool cannot serve.
 
