@@ -10,11 +10,10 @@ so with several devices it runs data-parallel. `l0`: the launchers' batched FFT 
 several `l0_smooth_batch`, image by image on each; "compile" is the first call).
 `region_fusion`: the launchers' Region Fusion batch (`l0_region_fusion.region_fusion_batch`,
 on the host, one thread per core, whatever the devices; "compile" is the first call, loading
-Numba's cache). `dip_l0`: the
-launcher's jitted Adam step (image by image on CPU, see `sharding.batch_map`) and v/w/average update
-(`admm.iterate`); an outer iteration is --inner_iters Adam steps and one update, so images/s is
-batch / (inner_iters · Adam step + update). Medians of --repeats calls after a warm-up call;
-compile seconds apart.
+Numba's cache). `dip_l0`: the launcher's jitted Adam step (image by image on CPU, see
+`sharding.batch_map`) and v/w/average update (`admm.iterate`); an outer iteration is
+--inner_iters Adam steps and one update, so images/s is batch / (inner_iters · Adam step +
+update). Medians of --repeats calls after a warm-up call; compile seconds apart.
 """
 
 import dataclasses
@@ -80,17 +79,17 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown --methods {sorted(unknown)}: choose from l0, region_fusion, "
                          "dip_l0")
-  # As the launchers, room for dip_l0's Region Fusion callbacks on every forced CPU device;
-  # the extra thread slows the other methods there (time them in a run of their own).
-  pool = xla_flags.size_client_pool() if "dip_l0" in _METHODS.value else None
-  w, h = timing.parse_size(_SIZE.value)
-  image = timing.test_image(w, h)
-  mesh = sharding.batch_mesh()
   n = _SCALES.value
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
                                inner_iters=_INNER.value)
-  dip_l0_mesh = sharding.batch_mesh(host_callbacks=isinstance(
-      config.l0_step, l0_region_fusion.RegionFusionProx))
+  callbacks = isinstance(config.l0_step, l0_region_fusion.RegionFusionProx)
+  # As the launchers, before JAX starts: room for dip_l0's Region Fusion callbacks on every
+  # forced CPU device; the extra thread slows the other methods (time them in a run of their own).
+  pool = xla_flags.size_client_pool() if callbacks and "dip_l0" in _METHODS.value else None
+  w, h = timing.parse_size(_SIZE.value)
+  image = timing.test_image(w, h)
+  mesh = sharding.batch_mesh()
+  dip_l0_mesh = sharding.batch_mesh(host_callbacks=callbacks)
   dip_l0 = ""
   if "dip_l0" in _METHODS.value:
     dip_l0 = (f"; dip_l0: {_CHANNELS.value} channels, {n} scales, {_INNER.value} Adam steps per "

@@ -169,9 +169,9 @@ def l0_smooth_each(images: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: fl
   With a mesh (`sharding.mesh_of` the batch), `l0_smooth_batch` over its devices. Without, one
   jitted call per image, from one thread per core: XLA runs the FFTs on one thread
   (`xla_flags` item 2) and the solves of one program one after the other (`l0_smooth_batch`
-  on CPU), but calls from several threads at once. 512×384, batch of 4, 2 cores: 20.0–20.7
-  images/s against 11.3–11.5 for the calls one after the other, the same outputs bit for bit
-  (throwaway script; README "Batch throughput"). Not for use under `jit`.
+  on CPU), but calls from several threads at once. 512×384, 2 cores (`benchmarks.throughput
+  --methods=l0`): 18.8–19.7 images/s at batches 2 and 4 against 11.5–11.9 with one program a
+  batch, the same outputs bit for bit (README "Batch throughput"). Not for use under `jit`.
   """
   if mesh is not None:
     return np.asarray(l0_smooth_batch(images, lam=lam, kappa=kappa, beta_max=beta_max,

@@ -27,8 +27,9 @@
    devices (`--xla_force_host_platform_device_count=N`). In jaxlib 0.10.2 a `jax.pure_callback`
    (Region Fusion's ℓ0 step) copies its arguments through the CPU client's thread pool
    (PJRT_NPROC threads, default: the CPUs this process may run on), which the programs of N
-   devices waiting in their callbacks can all hold: on 2 cores with 2 devices, callbacks of
-   512×512×3 floats hung in 4 of 6 runs, and in none of 18 with PJRT_NPROC=3. The launchers
+   devices waiting in their callbacks can all hold: on 2 cores with 2 devices, a script's
+   callbacks of 512×512×3 floats (`tests/test_sharding.py` runs it) hung in 4 of 6 runs, and in
+   none of 18 with PJRT_NPROC=3. The launchers
    call it for `dip_l0` with Region Fusion only: the pool also sizes XLA's intra-op threads,
    and one more thread than cores cost other programs on two devices: 12.5–18.5% fewer images
    per second from the FFT ℓ0 solver, 4–10% more time per `dip_l0` step with the FFT ℓ0 step.
