@@ -58,21 +58,51 @@ def hartley2(planes: jax.Array) -> jax.Array:
           + jnp.pad(right, [*no_pad, (half, 0)]))
 
 
-def _thresholded_divergence(s: jax.Array, threshold: jax.Array) -> jax.Array:
+def _wrap_rows(a: jax.Array) -> jax.Array:
+  """(..., H, W) → (..., H + 2, W) with the last row above and the first row below."""
+  return jnp.concatenate([a[..., -1:, :], a, a[..., :1, :]], -2)
+
+
+def _hartley2_wrapped(planes: jax.Array) -> jax.Array:
+  """`hartley2` wrap-padded by one on each side: out[..., a, b] = 𝓗[..., a − 1, b − 1] mod (H, W).
+
+  The solver carries its image in this form for the divergence's periodic differences. Built,
+  like `hartley2`, as zero-padded pieces summed, so that XLA writes it from the spectrum in
+  one pass: padding `hartley2`'s output afterwards took two more copies (0.90–0.94× the solve's
+  time with this, 320×240 to 1280×720, the same output bit for bit; README "Where the time
+  goes").
+  """
+  w = planes.shape[-1]
+  f = jnp.fft.rfft2(planes)
+  half = f.shape[-1]
+  left = _wrap_rows(f.real - f.imag)  # columns k₂ < half, as in `hartley2`
+  mirrored = _wrap_rows(_negated_rows(f.real + f.imag))  # column j holds 𝓗 at column W − j
+  no_pad = [(0, 0)] * (planes.ndim - 1)
+
+  def place(piece, first):
+    return jnp.pad(piece, [*no_pad, (first, w + 2 - first - piece.shape[-1])])
+
+  # Padded column 0 is 𝓗's last column, in `mirrored` unless W ≤ 2 (no mirrored columns).
+  last = left[..., w - 1:w] if w - 1 < half else mirrored[..., 1:2]
+  return (place(left, 1) + place(left[..., :1], w + 1) + place(last, 0)
+          + place(jnp.flip(mirrored[..., 1:w - half + 1], -1), half + 1))
+
+
+def _thresholded_divergence(p: jax.Array, threshold: jax.Array) -> jax.Array:
   """∂xᵀh + ∂yᵀv for (h, v) = (∂x s, ∂y s) zeroed where Σ_c (h² + v²) < threshold.
 
   Args:
-    s: (C, H, W) planes; differences are periodic.
+    p: (C, H + 2, W + 2) planes s wrap-padded by one on each side, p[:, a, b] = s[:, a − 1,
+      b − 1] (periodic differences).
     threshold: scalar.
 
   Returns:
     (C, H, W), equal to composing `differences.dx`, `dy`, `dx_t` and `dy_t`.
   """
-  # All four differences read one wrap-padded copy: p[:, a, b] = s[:, a − 1, b − 1]. Then
   # gh[:, a, b] and gv[:, a, b] are the gradient at pixel (a − 1, b − 1), for pixels −1 … H−1
-  # and −1 … W−1, so that the adjoints are plain slices too. This takes about two thirds of
-  # the time of six rolls (jnp.roll is a slice and a concatenation), measured at 640×480.
-  p = jnp.pad(s, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+  # and −1 … W−1, so that all four differences and the adjoints are slices of one array.
+  # Slices of a padded copy took about two thirds of the time of six rolls (jnp.roll is a
+  # slice and a concatenation), measured at 640×480.
   gh = p[:, :-1, 1:] - p[:, :-1, :-1]
   gv = p[:, 1:, :-1] - p[:, :-1, :-1]
   keep = jnp.sum(gh * gh + gv * gv, axis=0) >= threshold
@@ -130,16 +160,16 @@ def l0_smooth(
     return (beta < beta_max) & (lam > 0)
 
   def body(carry):
-    beta, s = carry
-    h_div = hartley2(_thresholded_divergence(s, lam / beta))
+    beta, padded = carry
+    h_div = hartley2(_thresholded_divergence(padded, lam / beta))
     # The DC term of ∂ᵀ(h, v) is exactly zero; in float32 its rounding error times β (up to
     # 1e5) would shift the image mean, so it is set to zero.
     rhs = h_image + beta * h_div.at[:, 0, 0].set(0)
-    s = hartley2(rhs / ((h * w) * (1.0 + beta * spectrum)))
-    return beta * kappa, s
+    return beta * kappa, _hartley2_wrapped(rhs / ((h * w) * (1.0 + beta * spectrum)))
 
-  _, s = jax.lax.while_loop(cond, body, (2 * lam, planes))
-  return jnp.transpose(s, (1, 2, 0))
+  padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+  _, padded = jax.lax.while_loop(cond, body, (2 * lam, padded))
+  return jnp.transpose(padded[:, 1:-1, 1:-1], (1, 2, 0))
 
 
 @functools.partial(jax.jit, static_argnames=("kappa", "beta_max", "mesh"))

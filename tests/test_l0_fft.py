@@ -13,10 +13,14 @@ def _reference_l0(image, lam, kappa=2.0, beta_max=1e5):
   """Plain NumPy transcription of Algorithm 1 of Xu et al. 2011 (periodic, complex FFT)."""
   image = image.astype(np.float64)
   h, w, _ = image.shape
+  # Circular kernels of S[:, j+1] - S[:, j] and S[i+1] - S[i], added so that they vanish on a
+  # side of one pixel.
   fx = np.zeros((h, w))
-  fx[0, 0], fx[0, -1] = -1.0, 1.0  # circular kernel of S[:, j+1] - S[:, j]
+  fx[0, 0] -= 1.0
+  fx[0, -1] += 1.0
   fy = np.zeros((h, w))
-  fy[0, 0], fy[-1, 0] = -1.0, 1.0
+  fy[0, 0] -= 1.0
+  fy[-1, 0] += 1.0
   denom = (np.abs(np.fft.fft2(fx)) ** 2 + np.abs(np.fft.fft2(fy)) ** 2)[..., None]
   f_image = np.fft.fft2(image, axes=(0, 1))
   s, beta, steps = image.copy(), 2.0 * lam, 0
@@ -77,6 +81,27 @@ def test_hartley_transform_matches_numpy_and_inverts_itself(shape):
     np.testing.assert_allclose(got, f.real - f.imag, atol=1e-9)
     np.testing.assert_allclose(np.asarray(l0_fft.hartley2(got)), x * shape[1] * shape[2],
                                atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 8), (1, 7, 5), (3, 1, 4), (1, 5, 1), (2, 1, 1),
+                                   (1, 2, 2), (1, 1, 2), (1, 2, 3)])
+def test_wrapped_hartley_transform_is_the_transform_padded_periodically(shape):
+  # The solver's carried image: 𝓗 with one wrapped row and column on each side.
+  x = np.random.default_rng(6).standard_normal(shape)
+  f = np.fft.fft2(x)
+  with jax.enable_x64(True):
+    got = np.asarray(l0_fft._hartley2_wrapped(x))
+  np.testing.assert_allclose(got, np.pad(f.real - f.imag, ((0, 0), (1, 1), (1, 1)), "wrap"),
+                             atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 6, 3), (5, 1, 2), (2, 2, 3), (2, 3, 1)])
+def test_thin_images_match_numpy_reference(shape):
+  image = _test_image(shape, seed=2).astype(np.float64)
+  expected, _ = _reference_l0(image, 0.01)
+  with jax.enable_x64(True):
+    got = jax.jit(lambda x: dipl0_jax.l0_smooth(x, lam=0.01))(image)
+  np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4)
 
 
 def test_kappa_and_beta_max_are_honoured():
