@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -85,7 +86,7 @@ _FINISH_VIEWS = flags.DEFINE_integer(
     "and mirrors of the image (default: the preset's, 1 except fast's 8).")
 _FINISH_BLEND = flags.DEFINE_float(
     "finish_blend", None, "dip_l0: weight in [0, 1] of plain ℓ0 (solved at the solve's size, "
-    "finished alike) in the finished result (default: the preset's, 0 except fast's 0.5).")
+    "finished alike) in the finished result (default: the preset's, 0 except fast's 0.8).")
 _FINISH_SHIFTS = flags.DEFINE_integer(
     "finish_shifts", None, "dip_l0: average the blend's plain ℓ0 over this many (1-4) offsets "
     "of the shrinking grid (default: the preset's, 1 except fast's 4).")
@@ -210,6 +211,49 @@ def read(path: str) -> np.ndarray:
     raise UsageError(str(e)) from None
 
 
+def same_channels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(H, W, C) images a and b with a greyscale one repeated to the other's C (1 or 3), so
+  that a greyscale result is scored against colour ground truth on every channel."""
+  if a.shape[-1] == 1:
+    a = np.repeat(a, b.shape[-1], -1)
+  if b.shape[-1] == 1:
+    b = np.repeat(b, a.shape[-1], -1)
+  return a, b
+
+
+def check_writable(path: str) -> None:
+  """Raises UsageError unless a file can be written at `path`: it is not a folder, and its
+  nearest existing folder takes new files (tried with a temporary file, removed at once)."""
+  if os.path.isdir(path):
+    raise UsageError(f"{path}: is a folder, not a file")
+  folder = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  if not os.path.isdir(folder):
+    raise UsageError(f"{path}: cannot write there ({folder} is a file, not a folder)")
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    raise UsageError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def check_outputs(paths: list[str], overwrite: bool, continued: set[str] = frozenset()) -> None:
+  """Refuses to start when a file a run would write exists (unless `overwrite`, or it is one
+  of the `continued` files of a resumed run) or cannot be written, so that a run never fails
+  after its solve or leaves some of its files behind."""
+  for path in paths:
+    if os.path.isdir(path):
+      raise UsageError(f"{path}: is a folder, not a file")
+    if os.path.exists(path) and not overwrite and path not in continued:
+      raise UsageError(f"{path}: already exists (pass --overwrite to replace it)")
+  first_in_folder = {}
+  for path in paths:
+    first_in_folder.setdefault(os.path.dirname(os.path.abspath(path)), path)
+  for path in first_in_folder.values():
+    check_writable(path)
+
+
 @dataclasses.dataclass
 class Progress:
   """What a solve reports after each chunk: iterations done of total, (B,) metrics, and the
@@ -238,6 +282,7 @@ class Method:
       (finished or stopped); None keeps the last Progress's.
     host_threads: `solve` spreads a batch over the host's cores (one thread per image), so
       batches of up to the core count are faster per image.
+    images: the names of the outputs besides "output" (written as OUT_<name>.png).
   """
 
   name: str
@@ -248,6 +293,7 @@ class Method:
   memory: Callable[[int, int], int] | None = None  # (H, W) -> estimated peak bytes
   finish: Callable[[np.ndarray, Progress], dict[str, np.ndarray]] | None = None
   host_threads: bool = False
+  images: tuple[str, ...] = ()
 
   def describe(self) -> str:
     """'name (key=value ...)' for the console."""
@@ -392,10 +438,12 @@ def _dip_method() -> Method:
 
 def _generator_method(name: str, settings: dict, solver, config, total: int,
                       outputs: Callable[[object, tuple], dict[str, jax.Array]],
-                      downsample: int = 1, finish: Callable | None = None) -> Method:
+                      downsample: int = 1, finish: Callable | None = None,
+                      images: tuple[str, ...] = ()) -> Method:
   """A Method for a generator-fitting solver module (`deep_image_prior` or `admm`): its
   `init_batch` and `iterate` under the --task operator on the images shrunk by `downsample`
-  (`admm.shrink`), reporting `outputs(state, the images' shape)` (see `Method` for finish)."""
+  (`admm.shrink`), reporting `outputs(state, the images' shape)`, whose names besides
+  "output" are `images` (see `Method` for finish)."""
 
   def init(images, keys):
     small = admm.shrink(images, downsample)
@@ -412,7 +460,7 @@ def _generator_method(name: str, settings: dict, solver, config, total: int,
                      {k: np.asarray(v) for k, v in outputs(state, images.shape).items()}, state)
 
   return Method(name, settings, solve, config.generator.min_size * downsample, init,
-                _memory(config.generator, downsample), finish)
+                _memory(config.generator, downsample), finish, images=images)
 
 
 _enlarge = jax.jit(admm.enlarge, static_argnums=(1, 2))  # called after every iteration
@@ -550,7 +598,8 @@ def _dip_l0_method() -> Method:
     return {**last.outputs, "output": np.asarray(_finish(images, last.state.avg, config))}
 
   return _generator_method("dip_l0", settings, admm, config, config.outer_iters, outputs,
-                           config.downsample, finish if config.finish_beta > 0 else None)
+                           config.downsample, finish if config.finish_beta > 0 else None,
+                           images=("v",))
 
 
 def _solver_name(step: admm.L0Step) -> str:
@@ -590,8 +639,34 @@ def _host(metrics: dict) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in metrics.items()}
 
 
+# The flags each method reads; the others are for other methods (`ignored_flags_note`).
+_METHOD_FLAGS = {
+    "l0": ("lambda_", "l0_solver", "num_passes", "kappa", "beta_max"),
+    "dip": ("num_iters", "lr", "ema", "reg_noise_std", "channels", "scales", "task", "mask",
+            "sr_factor", "seed"),
+    "dip_l0": ("lambda_", "l0_solver", "num_passes", "kappa", "beta_max", "preset", "beta",
+               "outer_iters", "inner_iters", "lr", "ema", "downsample", "finish_beta",
+               "finish_views", "finish_blend", "finish_shifts", "finish_beta_scales",
+               "finish_plain_scale", "finish_plain_full", "finish_fft_lam", "channels",
+               "scales", "task", "mask", "sr_factor", "seed"),
+    "fan2018": ("model",),
+}
+
+
+def ignored_flags_note() -> str | None:
+  """A note naming the flags given on the command line that only other methods read."""
+  own = set(_METHOD_FLAGS[METHOD.value])
+  others = sorted({f for names in _METHOD_FLAGS.values() for f in names} - own)
+  given = [f"--{name}" for name in others if flags.FLAGS[name].present]
+  if not given:
+    return None
+  return f"note: {METHOD.value} does not use {', '.join(given)} (ignored)"
+
+
 def build_method() -> Method:
   """The method and settings that the flags select, validated."""
+  if TASK.value != "denoise" and METHOD.value not in ("dip", "dip_l0"):
+    raise UsageError(f"--task={TASK.value} works with dip and dip_l0 only")
   lam = DEFAULT_LAMBDA.get(METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
   if lam is not None:
     check_positive("lambda_", lam)  # λ = 0 would return the input (l0) or plain DIP

@@ -61,12 +61,15 @@ def _settings_path(csv_path: str) -> str:
 
 def _write_csv(path: str, rows: list[dict], settings: dict) -> None:
   """Writes the rows, and beside them (PATH.json) the settings that produced them."""
-  with image_io.atomic_file(_settings_path(path), "w") as f:
-    json.dump(settings, f, indent=1)
-  with image_io.atomic_file(path, "w") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+  try:
+    with image_io.atomic_file(_settings_path(path), "w") as f:
+      json.dump(settings, f, indent=1)
+    with image_io.atomic_file(path, "w") as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+  except OSError as e:
+    raise common.UsageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def _finished_rows(csv_path: str, settings: dict) -> list[dict]:
@@ -100,8 +103,9 @@ def _batches(pairs: list[datasets.Pair], indices: Sequence[int], size: int
   for i in indices:
     image = centre_crop(common.read(pairs[i].input), _CROP.value)
     gt = centre_crop(common.read(pairs[i].gt), _CROP.value)
-    if gt.shape != image.shape:
-      raise common.UsageError(f"{pairs[i].gt}: shape {gt.shape} differs from input {image.shape}")
+    if gt.shape[:2] != image.shape[:2]:
+      raise common.UsageError(f"{pairs[i].gt}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "
+                              f"the input {image.shape[1]}×{image.shape[0]}")
     if batch and (len(batch) == size or batch[0][1].shape != image.shape):
       yield batch
       batch = []
@@ -119,41 +123,54 @@ def _score(method: common.Method, pairs: list[datasets.Pair], indices: Sequence[
   """
   rows, grid = [], []
   key = jax.random.key(common.SEED.value)
-  bar = tqdm.tqdm(total=len(indices), unit="img")
-  for batch in _batches(pairs, indices, size):
-    for i, image, _ in batch:
-      method.check_size(pairs[i].input, image, len(batch))
-    # Each image's key depends only on its index in the dataset, not on batches or processes.
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(np.asarray([b[0] for b in batch]))
-    names = ", ".join(pairs[i].name for i, _, _ in batch)
-    start = time.perf_counter()
-    last, _, interrupted = common.drive(method, np.stack([b[1] for b in batch]), keys,
-                                        desc=names)
-    seconds = (time.perf_counter() - start) / len(batch)
-    if interrupted:
-      tqdm.tqdm.write(f"stopped by Ctrl-C during {names}; scores of the finished images follow")
-      break
-    for j, (i, image, gt) in enumerate(batch):
-      name = pairs[i].name
-      out = image_io.quantize(last.outputs["output"][j])
-      if _OUTPUT_DIR.value:
-        image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{name}.png"), out)
-      row = {
-          "image": name,
-          "psnr": round(float(metrics.psnr(out, gt)), 4),
-          "ssim": round(float(metrics.ssim(out, gt)), 5),
-          "input_psnr": round(float(metrics.psnr(image_io.quantize(image), gt)), 4),
-          "seconds": round(seconds, 3),
-      }
-      rows.append((i, row))
-      if len(grid) < _GRID_IMAGES.value:
-        grid.append((name, [("input", image), ("ground truth", gt), (method.name, out)]))
-      tqdm.tqdm.write(f"{name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
-                      f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
-      bar.update(1)
-    on_batch(rows)
-  bar.close()
+  with tqdm.tqdm(total=len(indices), unit="img", disable=None) as bar:  # closed before errors
+    for batch in _batches(pairs, indices, size):
+      if not _score_batch(method, pairs, batch, key, rows, grid, bar):
+        break
+      on_batch(rows)
   return rows, grid
+
+
+def _score_batch(method: common.Method, pairs: list[datasets.Pair],
+                 batch: list[tuple[int, np.ndarray, np.ndarray]], key: jax.Array,
+                 rows: list[tuple[int, dict]], grid: list, bar: tqdm.tqdm) -> bool:
+  """Solves and scores one batch, adding to `rows` and `grid`; False if Ctrl-C stopped it."""
+  for i, image, _ in batch:
+    method.check_size(pairs[i].input, image, len(batch))
+  # Each image's key depends only on its index in the dataset, not on batches or processes.
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(np.asarray([b[0] for b in batch]))
+  names = ", ".join(pairs[i].name for i, _, _ in batch)
+  start = time.perf_counter()
+  last, _, interrupted = common.drive(method, np.stack([b[1] for b in batch]), keys,
+                                      desc=names)
+  seconds = (time.perf_counter() - start) / len(batch)
+  if interrupted:
+    tqdm.tqdm.write(f"stopped by Ctrl-C during {names}; scores of the finished images follow")
+    return False
+  for j, (i, image, gt) in enumerate(batch):
+    name = pairs[i].name
+    out = image_io.quantize(last.outputs["output"][j])
+    if _OUTPUT_DIR.value:
+      try:
+        image_io.write_png(os.path.join(_OUTPUT_DIR.value, f"{name}.png"), out)
+      except image_io.ImageError as e:
+        raise common.UsageError(str(e)) from None
+    scored, ref = common.same_channels(out, gt)
+    row = {
+        "image": name,
+        "psnr": round(float(metrics.psnr(scored, ref)), 4),
+        "ssim": round(float(metrics.ssim(scored, ref)), 5),
+        "input_psnr": round(float(metrics.psnr(
+            *common.same_channels(image_io.quantize(image), gt))), 4),
+        "seconds": round(seconds, 3),
+    }
+    rows.append((i, row))
+    if len(grid) < _GRID_IMAGES.value:
+      grid.append((name, [("input", image), ("ground truth", gt), (method.name, out)]))
+    tqdm.tqdm.write(f"{name}: PSNR {row['psnr']:.2f} dB (input {row['input_psnr']:.2f} dB)"
+                    f"  SSIM {row['ssim']:.4f}  {seconds:.1f} s")
+    bar.update(1)
+  return True
 
 
 def run() -> None:
@@ -161,7 +178,13 @@ def run() -> None:
     raise common.UsageError("--data_dir is required")
   if _CROP.value is not None and _CROP.value < 8:
     raise common.UsageError(f"--crop={_CROP.value}: must be ≥ 8")
+  if _LIMIT.value is not None and _LIMIT.value < 1:
+    raise common.UsageError(f"--limit={_LIMIT.value}: must be ≥ 1")
+  if _FIGURES_DIR.value and _GRID_IMAGES.value < 1:
+    raise common.UsageError(f"--grid_images={_GRID_IMAGES.value}: must be ≥ 1")
   method = common.build_method()
+  if note := common.ignored_flags_note():
+    print(note)
   size = common.batch_size(_BATCH_SIZE.value, method)
   try:
     layout, pairs = datasets.find_pairs(_DATA_DIR.value, split=_SPLIT.value)
@@ -182,6 +205,12 @@ def run() -> None:
   if os.path.exists(csv_path) and not (_OVERWRITE.value or _RESUME.value):
     raise common.UsageError(f"{csv_path}: already exists (pass --resume to keep its rows and "
                             "score the rest, or --overwrite to replace it)")
+  stem = os.path.join(_FIGURES_DIR.value or "", f"{method.name}_{layout}")
+  for path in [csv_path, _settings_path(csv_path),
+               *([os.path.join(_OUTPUT_DIR.value, f"{pairs[0].name}.png")]
+                 if _OUTPUT_DIR.value else []),
+               *([f"{stem}_grid.png", f"{stem}_psnr.png"] if _FIGURES_DIR.value else [])]:
+    common.check_writable(path)
   settings = {"method": method.describe(), "data_dir": os.path.abspath(_DATA_DIR.value),
               "split": _SPLIT.value, "crop": _CROP.value, "seed": common.SEED.value}
   finished = _finished_rows(csv_path, settings) if _RESUME.value else []
@@ -217,12 +246,17 @@ def run() -> None:
     raise common.UsageError("no image finished: nothing to write")
   _write_csv(csv_path, rows, settings)
   if _FIGURES_DIR.value:
-    stem = os.path.join(_FIGURES_DIR.value, f"{method.name}_{layout}")
-    figures.results_grid(f"{stem}_grid.png", grid)  # process 0's own images
-    figures.psnr_chart(f"{stem}_psnr.png", [r["image"] for r in rows],
-                       {"input": [r["input_psnr"] for r in rows],
-                        method.name: [r["psnr"] for r in rows]})
-    print(f"wrote {stem}_grid.png, {stem}_psnr.png")
+    written = [f"{stem}_psnr.png"]
+    try:
+      figures.psnr_chart(written[0], [r["image"] for r in rows],
+                         {"input": [r["input_psnr"] for r in rows],
+                          method.name: [r["psnr"] for r in rows]})
+      if grid:  # process 0's own images; none when --resume had scored them all
+        figures.results_grid(f"{stem}_grid.png", grid)
+        written.insert(0, f"{stem}_grid.png")
+    except (image_io.ImageError, OSError) as e:
+      raise common.UsageError(str(e)) from None
+    print("wrote " + ", ".join(written))
   mean = {k: float(np.mean([r[k] for r in rows]))
           for k in ("psnr", "ssim", "input_psnr", "seconds")}
   print(f"{method.name} on {len(rows)} images: PSNR {mean['psnr']:.2f} dB  SSIM {mean['ssim']:.4f}"

@@ -62,8 +62,10 @@ def _outputs(paths: list[str], method: str) -> list[str]:
       raise common.UsageError("--output names one file; use --output_dir for several inputs")
     return [_OUTPUT.value]
   stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  if len(set(stems)) != len(stems):
-    raise common.UsageError("two inputs share a file name; their outputs would collide")
+  same = [p for p, s in zip(paths, stems, strict=True) if stems.count(s) > 1]
+  if same:
+    raise common.UsageError(f"{', '.join(same)}: inputs that share a file name; their outputs "
+                            "would collide (smooth them in separate runs)")
   return [os.path.join(_OUTPUT_DIR.value, f"{s}_{method}.png") for s in stems]
 
 
@@ -82,14 +84,16 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   notes = apps.prepare()  # before the method: --app=texture may set its defaults
   method = common.build_method()
   notes += apps.check_method(method.settings)
+  notes += [note] if (note := common.ignored_flags_note()) else []
   size = common.batch_size(_BATCH_SIZE.value, method)
   if _CHECKPOINT_DIR.value and jax.process_count() > 1:
     raise common.UsageError("--checkpoint_dir works with one process only (--num_processes=1)")
   paths = _inputs()
   outputs = _outputs(paths, method.name)
-  for out in outputs + [_companion(o, f"_{a}.png") for o in outputs for a in apps.outputs()]:
-    if os.path.exists(out) and not _OVERWRITE.value:
-      raise common.UsageError(f"{out}: already exists (pass --overwrite to replace it)")
+  written = _written(method, paths, outputs)
+  # A resumed run continues the log of the run it resumes.
+  logs = {_companion(o, "_log.json") for o in outputs} if _RESUME.value else set()
+  common.check_outputs(written, _OVERWRITE.value, logs)
   if _GT.value and len(paths) > 1:
     raise common.UsageError("--gt goes with a single --image")
   images = [common.read(p) for p in paths]
@@ -103,6 +107,22 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   for note in notes:
     print(note)
   return method, paths, outputs, images, gt
+
+
+def _written(method: common.Method, paths: list[str], outputs: list[str]) -> list[str]:
+  """Every file the run writes: outputs, their companions (other outputs, --app images, the
+  log of an iterative method) and the --figure files."""
+  iterative = method.init is not None
+  files = []
+  for path, out in zip(paths, outputs, strict=True):
+    files.append(out)
+    files += [_companion(out, f"_{name}.png") for name in (*method.images, *apps.outputs())]
+    if iterative:
+      files.append(_companion(out, "_log.json"))
+    if _FIGURE.value:
+      figure = _figure_path(path, method.name, len(paths))
+      files += [figure, _companion(figure, "_convergence.png")] if iterative else [figure]
+  return files
 
 
 def run() -> None:
@@ -155,11 +175,9 @@ def _solve(method: common.Method, paths: list[str], outputs: list[str],
       print(f"{names} ({shape[1]}×{shape[0]}): time: {seconds:.2f} s (including compilation)"
             f"{status}")
       if gt is not None:
-        out8 = image_io.quantize(last.outputs["output"][0])
-        gt3, out3 = (x if x.shape[-1] == out8.shape[-1] else x.repeat(3, -1)[..., :3]
-                     for x in (gt, out8))
-        print(f"PSNR: {float(metrics.psnr(out3, gt3)):.2f} dB  "
-              f"SSIM: {float(metrics.ssim(out3, gt3)):.4f}")
+        out, ref = common.same_channels(image_io.quantize(last.outputs["output"][0]), gt)
+        print(f"PSNR: {float(metrics.psnr(out, ref)):.2f} dB  "
+              f"SSIM: {float(metrics.ssim(out, ref)):.4f}")
       if interrupted:
         return
 
@@ -179,13 +197,16 @@ def _figures(path: str, image: np.ndarray, last: common.Progress, j: int,
   if result.shape == image.shape:
     panels.append(("detail (input − result)", figures.detail_layer(image, result)))
   panels += [(name, images[j]) for name, images in last.outputs.items() if name != "output"]
-  figures.side_by_side(path, panels)
-  written = [path]
-  if last.total > 1:
-    with open(_companion(output, "_log.json")) as f:
-      log = json.load(f)
-    figures.convergence_plot(_companion(path, "_convergence.png"), log)
-    written.append(_companion(path, "_convergence.png"))
+  try:
+    figures.side_by_side(path, panels)
+    written = [path]
+    if last.total > 1:
+      with open(_companion(output, "_log.json")) as f:
+        log = json.load(f)
+      figures.convergence_plot(_companion(path, "_convergence.png"), log)
+      written.append(_companion(path, "_convergence.png"))
+  except (image_io.ImageError, OSError) as e:
+    raise common.UsageError(str(e)) from None
   print("wrote " + ", ".join(written))
 
 
@@ -250,9 +271,12 @@ def _write_log(output: str, last: common.Progress, j: int, log: list[dict],
   path = _companion(output, "_log.json")
   if last.total > 1:
     entries = [{k: (v[j] if isinstance(v, list) else v) for k, v in e.items()} for e in log]
-    _write_json(path, {"method": method.name, "settings": method.settings,
-                       "seconds": round(seconds, 3), "iterations": last.done,
-                       "total_iterations": last.total, "log": entries})
+    try:
+      _write_json(path, {"method": method.name, "settings": method.settings,
+                         "seconds": round(seconds, 3), "iterations": last.done,
+                         "total_iterations": last.total, "log": entries})
+    except OSError as e:
+      raise common.UsageError(f"{path}: cannot write ({e.strerror or e})") from None
   return path
 
 

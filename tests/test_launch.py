@@ -221,6 +221,47 @@ def test_evaluate_clipart_layout_composites_gt_over_black(tmp_path):
   assert row["image"] == "clip1" and float(row["input_psnr"]) > 25
 
 
+def test_evaluate_refuses_bad_limits_and_unwritable_outputs_before_scoring(tmp_path):
+  data = tmp_path / "data"
+  clean, noisy = _blocks(11, 10)
+  _save(str(data / "gt" / "a.png"), clean)
+  _save(str(data / "input" / "a.png"), noisy)
+  (tmp_path / "blocker").write_text("a file where a folder should be\n")
+  args = ["--method=l0", f"--data_dir={data}"]
+  cases = [
+      ([*args, "--csv=r.csv", "--limit=0"], "--limit=0: must be ≥ 1"),
+      ([*args, "--csv=r.csv", "--limit=-1"], "--limit=-1: must be ≥ 1"),
+      ([*args, "--csv=r.csv", "--figures_dir=figs", "--grid_images=0"], "--grid_images=0"),
+      ([*args, "--csv=blocker/r.csv"], "blocker is a file"),
+      ([*args, "--csv=r.csv", "--output_dir=blocker/out"], "blocker is a file"),
+      ([*args, "--csv=r.csv", "--figures_dir=blocker"], "blocker is a file"),
+  ]
+  results = _launch_cases("launch.evaluate", [a for a, _ in cases], cwd=tmp_path)
+  for (_, message), result in zip(cases, results, strict=True):
+    assert result["code"] == 2 and message in result["stderr"], result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
+    assert "PSNR" not in result["stdout"], result  # refused before scoring
+  assert not (tmp_path / "r.csv").exists() and not (tmp_path / "figs").exists()
+
+
+def test_evaluate_scores_colour_results_against_greyscale_gt(tmp_path):
+  # As `launch.run --gt` does: the greyscale image is repeated over the colour channels.
+  data = tmp_path / "data"
+  clean, noisy = _blocks(12, 10)
+  _save(str(data / "gt" / "a.png"), clean.mean(-1).astype(np.uint8))
+  _save(str(data / "input" / "a.png"), noisy)
+  proc = _launch("launch.evaluate", "--method=l0", f"--data_dir={data}", "--csv=r.csv",
+                 "--output_dir=out", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stderr.strip() == ""  # no progress bar when stderr is not a terminal
+  with open(tmp_path / "r.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  out = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float64)
+  gt = clean.mean(-1).astype(np.uint8).astype(np.float64)[..., None]
+  mse = np.mean((out - gt) ** 2)
+  assert float(row["psnr"]) == pytest.approx(10 * np.log10(255.0**2 / mse), abs=1e-3)
+
+
 def test_evaluate_unknown_layout_exit_2(tmp_path):
   proc = _launch("launch.evaluate", f"--data_dir={tmp_path}", cwd=tmp_path)
   assert proc.returncode == 2 and "not a known dataset layout" in proc.stderr
@@ -321,6 +362,71 @@ def test_run_bad_dip_settings_exit_2(tmp_path):
     assert result["code"] == 2, result
     assert message in result["stderr"] and "Traceback" not in result["stderr"], result
   assert not (tmp_path / "out.png").exists()
+
+
+UNWRITABLE_OUTPUTS = [  # each refused before solving: exit 2, one line, nothing written
+    (["--method=dip", "--num_iters=2", "--output=blocker/out.png"], "blocker is a file"),
+    (["--method=l0", "--output=folder"], "folder: is a folder"),
+    (["--method=dip", "--num_iters=2", "--output=kept.png"], "kept_log.json: already exists"),
+    (["--method=dip_l0", "--outer_iters=1", "--output=v.png"], "v_v.png: already exists"),
+    (["--method=l0", "--output=out.png", "--figure=blocker/f.png"], "blocker is a file"),
+    (["--method=dip", "--num_iters=2", "--output=out.png", "--figure=fig.png"],
+     "fig_convergence.png: already exists"),
+    (["--method=l0", "--image=a/in.png", "--image=b/in.jpg", "--output_dir=o"],
+     "a/in.png, b/in.jpg: inputs that share a file name"),
+    (["--method=l0", "--task=sr", "--output=out.png"], "--task=sr works with dip and dip_l0"),
+]
+
+
+def test_run_refuses_outputs_it_cannot_or_may_not_write_before_solving(tmp_path):
+  # Found by a review as tracebacks after the solve, a log left behind, or a user's file
+  # replaced without --overwrite.
+  _save(str(tmp_path / "in.png"), _blocks(9, 10)[1])
+  _save(str(tmp_path / "a" / "in.png"), _blocks(9, 10)[1])
+  _save(str(tmp_path / "b" / "in.jpg"), _blocks(9, 10)[1])
+  (tmp_path / "blocker").write_text("a file where a folder should be\n")
+  (tmp_path / "folder").mkdir()
+  for mine in ("kept_log.json", "v_v.png", "fig_convergence.png"):
+    (tmp_path / mine).write_text("the user's own file\n")
+  cases = [["--image=in.png", *args] if not any(a.startswith("--image") for a in args) else args
+           for args, _ in UNWRITABLE_OUTPUTS]
+  if os.path.isdir("/proc"):  # a folder that takes no new files, even for root
+    cases.append(["--image=in.png", "--method=dip", "--num_iters=2", "--output=/proc/o.png"])
+  messages = [m for _, m in UNWRITABLE_OUTPUTS] + ["/proc/o.png: cannot write in /proc"]
+  before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+  results = _launch_cases("launch.run", cases, cwd=tmp_path)
+  for result, message in zip(results, messages, strict=False):
+    assert result["code"] == 2, result
+    assert message in result["stderr"], result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
+    assert "time:" not in result["stdout"], result  # nothing was solved
+  after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                 if p.name not in ("cases.json", "results.json"))
+  assert after == before
+  for mine in ("kept_log.json", "v_v.png", "fig_convergence.png"):
+    assert (tmp_path / mine).read_text() == "the user's own file\n"
+
+
+def test_run_notes_flags_of_other_methods(tmp_path):
+  _save(str(tmp_path / "in.png"), _blocks(9, 10)[1])
+  (result,) = _launch_cases("launch.run", [
+      ["--method=l0", "--image=in.png", "--output=o.png", "--num_iters=3", "--preset=nks"]],
+      cwd=tmp_path)
+  assert result["code"] == 0, result
+  assert "note: l0 does not use --num_iters, --preset (ignored)" in result["stdout"]
+
+
+def test_run_scores_greyscale_result_against_colour_gt_on_every_channel(tmp_path):
+  clean, noisy = _blocks(10, 12)
+  _save(str(tmp_path / "grey.png"), noisy.mean(-1).astype(np.uint8))
+  _save(str(tmp_path / "gt.png"), clean)
+  proc = _launch("launch.run", "--method=l0", "--image=grey.png", "--gt=gt.png",
+                 "--output=out.png", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  out = np.asarray(Image.open(tmp_path / "out.png")).astype(np.float64)
+  assert out.ndim == 2
+  mse = np.mean((out[..., None] - clean.astype(np.float64)) ** 2)  # every channel
+  assert f"PSNR: {10 * np.log10(255.0**2 / mse):.2f} dB" in proc.stdout
 
 
 def test_ctrl_c_stops_after_current_iteration_and_writes_result(tmp_path):
