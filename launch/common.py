@@ -395,6 +395,12 @@ def _generator_settings(config: gen.GeneratorConfig) -> dict:
   return {"channels": config.channels_down[0], "scales": len(config.channels_down)}
 
 
+def check_task(shape: tuple[int, ...]) -> None:
+  """Raises UsageError unless --task's operator fits an (H, W, C) input: --sr_factor ≥ 1, or a
+  readable --mask of the input's size."""
+  _operator(shape)
+
+
 def _operator(shape: tuple[int, ...]) -> tuple[operators.Operator, tuple[int, ...]]:
   """The forward operator of --task and the shape of the image the generator makes."""
   h, w, c = shape

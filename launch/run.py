@@ -100,6 +100,9 @@ def _plan() -> tuple[common.Method, list[str], list[str], list[np.ndarray], np.n
   sizes = collections.Counter(image.shape for image in images)
   for path, image in zip(paths, images, strict=True):
     method.check_size(path, image, min(sizes[image.shape], size))
+  if method.init is not None:  # a generator method: --task applies
+    for shape in sizes:
+      common.check_task(shape)
   gt = common.read(_GT.value) if _GT.value else None
   if gt is not None and gt.shape[:2] != _expected_gt_size(images[0]):
     raise common.UsageError(f"{_GT.value}: ground truth is {gt.shape[1]}×{gt.shape[0]}, "

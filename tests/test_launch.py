@@ -350,6 +350,8 @@ BAD_DIP_SETTINGS = [
     (["--image=tiny.png"], "too small for dip_l0 (needs at least 18"),  # fast: half resolution
     (["--method=dip", "--image=one.png"], "too small for dip (needs at least 17"),
     (["--method=dip_l0", "--resume"], "--resume needs --checkpoint_dir"),
+    (["--method=dip", "--task=sr", "--sr_factor=0"], "--sr_factor=0: must be ≥ 1"),
+    (["--method=dip", "--task=inpaint", "--mask=tiny.png"], "tiny.png: mask is 8×8"),
 ]
 
 
@@ -361,6 +363,8 @@ def test_run_bad_dip_settings_exit_2(tmp_path):
   for (args, message), result in zip(BAD_DIP_SETTINGS, results, strict=True):
     assert result["code"] == 2, result
     assert message in result["stderr"] and "Traceback" not in result["stderr"], result
+    if "--task=inpaint" in args or "--task=sr" in args:  # refused before the solve starts
+      assert "image(s)" not in result["stdout"], result
   assert not (tmp_path / "out.png").exists()
 
 
