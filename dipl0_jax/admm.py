@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dipl0_jax import differences, l0_fft, l0_region_fusion, operators, sharding, xla_flags
+from dipl0_jax import checks, differences, l0_fft, l0_region_fusion, operators, sharding, xla_flags
 from dipl0_jax import generator as gen
 
 # (x (H, W, C), weight) -> v ≈ argmin_v weight·‖∇v‖₀ + ‖v − x‖²
@@ -332,12 +332,19 @@ def dip_l0(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipL0Config = Dip
   > 1 all of it runs on `shrink(y)`, and the images returned are enlarged to y's size (v by
   nearest neighbour, so that it stays piecewise constant). With config.finish_beta > 0 the
   output is `finish`ed.
+
+  Raises:
+    TypeError, ValueError: y is not a float (H', W', C) image with the generator's
+      output_channels, or `operator` does not map `shape` (default y's) to y's shape.
   """
-  y = jnp.asarray(y, jnp.float32)
+  y = jnp.asarray(y)
   if config.downsample != 1 or config.finish_beta != 0:
     if not (isinstance(operator, operators.Identity) and shape is None):
       raise ValueError("DipL0Config.downsample > 1 or finish_beta > 0 needs the identity "
                        "operator")
+  checks.observation(y, operator, shape, config.generator.output_channels, "dip_l0")
+  y = y.astype(jnp.float32)
+  if config.downsample != 1 or config.finish_beta != 0:
     small = dip_l0(shrink(y, config.downsample), key=key, unroll=unroll,
                    config=dataclasses.replace(config, downsample=1, finish_beta=0.0))
     return small._replace(output=finish(y, small.output, config),

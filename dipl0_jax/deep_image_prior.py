@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dipl0_jax import checks, operators, sharding, threefry, xla_flags
 from dipl0_jax import generator as gen
-from dipl0_jax import operators, sharding, threefry, xla_flags
 
 IDENTITY = operators.Identity()
 
@@ -90,8 +90,14 @@ def dip(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipConfig = DipConfi
   config.num_iters steps. On CPU, convolutions inside XLA loops are slow; `unroll=True`
   unrolls the scan (fast to run, slow to compile) — the launcher instead drives `step`
   from the host in chunks.
+
+  Raises:
+    TypeError, ValueError: y is not a float (H', W', C) image with the generator's
+      output_channels, or `operator` does not map `shape` (default y's) to y's shape.
   """
-  y = jnp.asarray(y, jnp.float32)
+  y = jnp.asarray(y)
+  checks.observation(y, operator, shape, config.generator.output_channels, "dip")
+  y = y.astype(jnp.float32)
   state = init(key, y, operator, config, shape=shape)
   state, metrics = jax.lax.scan(lambda s, _: step(s, y, operator, config), state, None,
                                 length=config.num_iters, unroll=unroll)

@@ -96,8 +96,15 @@ def read_image(
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-  """(H, W, C) float in [0, 1] -> uint8 by clipping and rounding to nearest."""
-  return np.round(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+  """(H, W, C) float in [0, 1] -> uint8 by clipping and rounding to nearest (NaN -> 0); a
+  uint8 image is returned as it is. TypeError for other dtypes."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  if not np.issubdtype(image.dtype, np.floating):
+    raise TypeError(f"expected a float image in [0, 1] or a uint8 one, got {image.dtype}")
+  image = np.nan_to_num(image.astype(np.float32), nan=0.0)
+  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def quantize(image: np.ndarray) -> np.ndarray:
@@ -129,15 +136,23 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-  """Writes an (H, W, C) float [0, 1] image as an 8-bit PNG, atomically.
+  """Writes an (H, W, C) float [0, 1] image (or a uint8 one, as it is) as an 8-bit PNG,
+  atomically.
 
   The folder is created if needed. C = 1 gives a greyscale PNG, C = 3 an RGB one.
 
   Raises:
-    ImageError: the file cannot be written.
+    ImageError: the file cannot be written, or the image is of another dtype or holds NaN or
+      infinite values.
   """
   path = os.fspath(path)
-  data = to_uint8(image)
+  image = np.asarray(image)
+  if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
+    raise ImageError(f"{path}: cannot write an image with NaN or infinite values")
+  try:
+    data = to_uint8(image)
+  except TypeError as e:
+    raise ImageError(f"{path}: cannot write: {e}") from None
   if data.ndim != 3 or data.shape[-1] not in (1, 3, 4):
     raise ImageError(f"{path}: cannot write an image of shape {data.shape}")
   try:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipl0_jax import sharding
+from dipl0_jax import checks, sharding
 
 
 def _difference_spectrum(h: int, w: int) -> jax.Array:
@@ -137,16 +137,17 @@ def l0_smooth(
     (H, W, C) smoothed image (not clipped), float32 unless the input is float64.
 
   Raises:
-    ValueError: the image is not (H, W, C), or κ ≤ 1 or β_max is not finite (the loop would
-      not end).
+    TypeError: the image is not floating point.
+    ValueError: the image is not (H, W, C) or is empty, a concrete λ is NaN or infinite, or
+      κ ≤ 1 or β_max is not finite (the loop would not end).
   """
   if not (math.isfinite(kappa) and kappa > 1 and math.isfinite(beta_max)):
     raise ValueError(f"l0_smooth needs a finite kappa > 1 and a finite beta_max, "
                      f"got kappa={kappa}, beta_max={beta_max}")
-  image = jnp.asarray(image)
+  image = checks.float_image(jnp.asarray(image), "l0_smooth")
   image = image.astype(jnp.promote_types(image.dtype, jnp.float32))
-  if image.ndim != 3:
-    raise ValueError(f"l0_smooth expects an (H, W, C) image, got shape {image.shape}")
+  if isinstance(lam, (int, float, np.number)) and not math.isfinite(lam):
+    raise ValueError(f"l0_smooth needs a finite lam, got {lam}")
   h, w, _ = image.shape
   lam = jnp.asarray(lam, image.dtype)
   spectrum = _difference_spectrum(h, w).astype(image.dtype)
@@ -183,6 +184,11 @@ def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kapp
   took 0.76–0.86× at batch 4 (`benchmarks.throughput`). It compiles once per image of a
   device's share.
   """
+  checks.float_image(images, "l0_smooth_batch", ndim=4)
+  if jnp.ndim(lam) != 0:
+    raise ValueError(f"l0_smooth_batch takes one scalar lam, got shape {jnp.shape(lam)} "
+                     "(for a λ per image, jax.vmap l0_smooth)")
+
   def smooth(x, lam):
     return l0_smooth(x, lam=lam, kappa=kappa, beta_max=beta_max)
 
@@ -206,9 +212,7 @@ def l0_smooth_each(images: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: fl
   if mesh is not None:
     return np.asarray(l0_smooth_batch(images, lam=lam, kappa=kappa, beta_max=beta_max,
                                       mesh=mesh))
-  images = np.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f"l0_smooth_each expects a (B, H, W, C) batch, got shape {images.shape}")
+  images = checks.float_image(np.asarray(images), "l0_smooth_each", ndim=4)
   out = [None] * len(images)
 
   def solve(b):
@@ -237,6 +241,6 @@ def l0_prox(
     beta_max: final β of the inner solver.
 
   Returns:
-    (H, W, C) float32 piecewise-constant approximation of x.
+    (H, W, C) piecewise-constant approximation of x, float32 unless x is float64.
   """
   return l0_smooth(x, lam=weight, kappa=kappa, beta_max=beta_max)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
-from dipl0_jax import sharding
+from dipl0_jax import checks, sharding
 
 # Group ids and offsets into the neighbour-list pool (< 8 entries per pixel) are int32.
 _MAX_PIXELS = 2**27
@@ -276,12 +276,11 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
     (H, W, C) float32 smoothed image.
 
   Raises:
-    ValueError: if `image` is not 3-D or has more than 2²⁷ pixels, `lam` is negative or not
-      finite, or `num_passes` is not an integer ≥ 1.
+    TypeError: `image` is not floating point.
+    ValueError: if `image` is not 3-D, is empty or has more than 2²⁷ pixels, `lam` is
+      negative or not finite, or `num_passes` is not an integer ≥ 1.
   """
-  image = np.asarray(image)
-  if image.ndim != 3:
-    raise ValueError(f"region_fusion expects an (H, W, C) image, got shape {image.shape}")
+  image = checks.float_image(np.asarray(image), "region_fusion")
   lam = float(lam)
   if not np.isfinite(lam) or lam < 0:
     raise ValueError(f"region_fusion needs a finite lam >= 0, got {lam}")
@@ -300,10 +299,7 @@ def region_fusion_batch(images: np.ndarray, *, lam: float = 0.02,
 
   The solves run on one thread per core and equal those of one image at a time.
   """
-  images = np.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f"region_fusion_batch expects a (B, H, W, C) batch, got shape "
-                     f"{images.shape}")
+  images = checks.float_image(np.asarray(images), "region_fusion_batch", ndim=4)
   out = np.empty(images.shape, np.float32)
 
   def solve(b):
@@ -352,9 +348,7 @@ def region_fusion_prox(x: jax.Array, weight: jax.typing.ArrayLike, *,
   Returns:
     (H, W, C) float32 piecewise-constant approximation of x.
   """
-  x = jnp.asarray(x, jnp.float32)
-  if x.ndim != 3:
-    raise ValueError(f"region_fusion_prox expects an (H, W, C) image, got shape {x.shape}")
+  x = checks.float_image(jnp.asarray(x), "region_fusion_prox").astype(jnp.float32)
   weight = jnp.asarray(weight, jnp.float32)
   if weight.ndim != 0:
     raise ValueError(f"region_fusion_prox expects a scalar weight, got shape {weight.shape}")

@@ -57,10 +57,14 @@ class BoxDownsample:
 
   factor: int = struct.field(pytree_node=False, default=2)
 
+  def __post_init__(self):
+    if int(self.factor) != self.factor or self.factor < 1:
+      raise ValueError(f"BoxDownsample needs an integer factor >= 1, got {self.factor}")
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    h, w, c = x.shape
+    h, w, c = self.observed_shape(x.shape)
     k = self.factor
-    return x.reshape(h // k, k, w // k, k, c).mean(axis=(1, 3))
+    return x.reshape(h, k, w, k, c).mean(axis=(1, 3))
 
   def adjoint(self, y: jax.Array) -> jax.Array:
     k = self.factor
@@ -71,7 +75,11 @@ class BoxDownsample:
     return self.adjoint(y) * self.factor**2
 
   def observed_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(factor·h, factor·w, C) → (h, w, C); ValueError for sides not divisible by factor."""
     h, w, c = shape
+    if h % self.factor or w % self.factor:
+      raise ValueError(f"BoxDownsample({self.factor}) needs sides divisible by {self.factor}, "
+                       f"got {h}×{w}")
     return (h // self.factor, w // self.factor, c)
 
 

@@ -221,6 +221,11 @@ def same_channels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
   return a, b
 
 
+def ssim(out: np.ndarray, gt: np.ndarray) -> float:
+  """`metrics.ssim` of two (H, W, C) images, NaN for images smaller than its 7×7 window."""
+  return float(metrics.ssim(out, gt)) if min(out.shape[:2]) >= 7 else float("nan")
+
+
 def check_writable(path: str) -> None:
   """Raises UsageError unless a file can be written at `path`: it is not a folder, and its
   nearest existing folder takes new files (tried with a temporary file, removed at once)."""

@@ -159,7 +159,7 @@ def _score_batch(method: common.Method, pairs: list[datasets.Pair],
     row = {
         "image": name,
         "psnr": round(float(metrics.psnr(scored, ref)), 4),
-        "ssim": round(float(metrics.ssim(scored, ref)), 5),
+        "ssim": round(common.ssim(scored, ref), 5),
         "input_psnr": round(float(metrics.psnr(
             *common.same_channels(image_io.quantize(image), gt))), 4),
         "seconds": round(seconds, 3),

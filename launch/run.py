@@ -180,7 +180,7 @@ def _solve(method: common.Method, paths: list[str], outputs: list[str],
       if gt is not None:
         out, ref = common.same_channels(image_io.quantize(last.outputs["output"][0]), gt)
         print(f"PSNR: {float(metrics.psnr(out, ref)):.2f} dB  "
-              f"SSIM: {float(metrics.ssim(out, ref)):.4f}")
+              f"SSIM: {common.ssim(out, ref):.4f}")
       if interrupted:
         return
 

@@ -1,0 +1,41 @@
+"""Argument checks shared by the library's entry points (static: they work under `jit`)."""
+
+import numpy as np
+
+
+def float_image(x, name: str, *, ndim: int = 3):
+  """Raises unless x is a non-empty float array of rank `ndim` ((H, W, C), or (B, H, W, C) for
+  4); returns x unchanged.
+
+  Raises:
+    TypeError: x is not floating point (an 8-bit image would be taken as values 0 … 255).
+    ValueError: x has another rank, or a side of length 0.
+  """
+  if not np.issubdtype(x.dtype, np.floating):
+    raise TypeError(f"{name} expects a float image in [0, 1], got {x.dtype} (divide an 8-bit "
+                    "image by 255)")
+  if x.ndim != ndim:
+    layout = "an (H, W, C) image" if ndim == 3 else "a (B, H, W, C) batch"
+    raise ValueError(f"{name} expects {layout}, got shape {x.shape}")
+  if 0 in x.shape[-3:]:
+    raise ValueError(f"{name} got an empty image, shape {x.shape}")
+  return x
+
+
+def observation(y, operator, shape: tuple[int, ...] | None, output_channels: int,
+                name: str) -> tuple[int, ...]:
+  """The (H, W, C) shape the generator makes for observation y, checked against the operator.
+
+  Raises:
+    TypeError, ValueError: y is not a float (H', W', C) image (`float_image`), its C is not
+      the generator's output_channels, or the operator does not map that shape to y's.
+  """
+  float_image(y, name)
+  shape = tuple(shape or y.shape)
+  if y.shape[-1] != output_channels:
+    raise ValueError(f"{name}: y has {y.shape[-1]} channels, the generator makes "
+                     f"{output_channels} (GeneratorConfig.output_channels)")
+  if tuple(operator.observed_shape(shape)) != tuple(y.shape):
+    raise ValueError(f"{name}: the operator maps {shape} to {operator.observed_shape(shape)}, "
+                     f"not to y's {y.shape} (pass shape=, the image's (H, W, C))")
+  return shape
