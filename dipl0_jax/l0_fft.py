@@ -129,7 +129,8 @@ def l0_smooth(
   Args:
     image: (H, W, C) float image, normally in [0, 1]; any C ≥ 1.
     lam: λ, weight of the gradient count against the summed squared error. May be a traced
-      scalar (the loop is a `lax.while_loop`); λ ≤ 0 returns the input.
+      scalar (the loop is a `lax.while_loop`); λ ≤ 0 returns the input. A NaN or infinite
+      number raises ValueError (a traced one cannot be checked and returns the input).
     kappa: β growth factor, > 1.
     beta_max: β stops growing once it reaches this value.
 

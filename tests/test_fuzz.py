@@ -41,8 +41,8 @@ def images(draw):
 def test_l0_smooth_gives_finite_mean_keeping_result_or_value_error(image, lam, kappa):
   try:
     out = np.asarray(dipl0_jax.l0_smooth(image, lam=lam, kappa=kappa, beta_max=1e3))
-  except ValueError as e:
-    assert not (np.isfinite(kappa) and kappa > 1), e
+  except ValueError as e:  # only for a schedule that would not end, or a λ that is no number
+    assert not (np.isfinite(kappa) and kappa > 1 and np.isfinite(lam)), e
     return
   assert out.shape == image.shape
   assert np.all(np.isfinite(out))
