@@ -253,9 +253,29 @@ class AdmmState(NamedTuple):
   iteration: jax.Array
 
 
+def check_config(config: DipL0Config) -> None:
+  """Raises ValueError for settings a solve cannot run: λ < 0, β ≤ 0, a learning rate ≤ 0,
+  fewer than one inner step, a negative outer count, or an EMA outside [0, 1)."""
+  numbers = {"lam": config.lam, "beta": config.beta, "lr": config.lr, "ema": config.ema}
+  bad = [k for k, v in numbers.items() if not math.isfinite(v)]
+  bad += [k for k, ok in (("lam", config.lam >= 0), ("beta", config.beta > 0),
+                          ("lr", config.lr > 0), ("ema", 0 <= config.ema < 1),
+                          ("inner_iters", config.inner_iters >= 1),
+                          ("outer_iters", config.outer_iters >= 0)) if not ok and k not in bad]
+  if bad:
+    raise ValueError("DipL0Config: " + ", ".join(f"{k}={getattr(config, k)}" for k in bad)
+                     + " (needs lam >= 0, beta > 0, lr > 0, 0 <= ema < 1, inner_iters >= 1, "
+                     "outer_iters >= 0)")
+
+
 def init(key: jax.Array, y: jax.Array, operator: operators.Operator, config: DipL0Config,
          *, shape: tuple[int, ...] | None = None) -> AdmmState:
-  """Initial ADMM state for observation y; `shape` is A's input shape (default y's)."""
+  """Initial ADMM state for observation y; `shape` is A's input shape (default y's).
+
+  Raises:
+    ValueError: `check_config` refuses the config.
+  """
+  check_config(config)
   shape = shape or y.shape
   gen_key, v_key, w_key = jax.random.split(key, 3)
   params, z = gen.init_generator(gen_key, shape, config.generator)

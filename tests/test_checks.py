@@ -103,3 +103,11 @@ def test_write_png_takes_uint8_as_it_is_and_refuses_nan_and_other_dtypes(tmp_pat
     with pytest.raises(image_io.ImageError, match=message):
       image_io.write_png(tmp_path / "bad.png", bad)
   assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("bad", [{"lam": -1.0}, {"beta": 0.0}, {"lr": float("nan")},
+                                 {"ema": 1.0}, {"inner_iters": 0}, {"outer_iters": -1}])
+def test_dip_l0_refuses_settings_it_cannot_run(bad):
+  config = admm.DipL0Config(generator=TINY, **bad)
+  with pytest.raises(ValueError, match=f"DipL0Config: {next(iter(bad))}="):
+    admm.dip_l0(X, key=jax.random.key(0), config=config)
