@@ -123,10 +123,14 @@ def _settings(config: fan_training.FanTrainConfig) -> dict:
           "seed": common.SEED.value}
 
 
+def _log_path() -> str:
+  return os.path.splitext(_OUT.value)[0] + "_log.json"
+
+
 def _write_model(state: fan_training.TrainState, config: fan_training.FanTrainConfig,
                  info: dict) -> list[str]:
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  log_path = os.path.splitext(_OUT.value)[0] + "_log.json"
+  log_path = _log_path()
   try:
     with image_io.atomic_file(_OUT.value) as f:
       fan_training.save_model(f, variables, config.net, info)
@@ -146,8 +150,8 @@ def run() -> None:
     raise common.UsageError("give one of --data_dir or --tfds")
   if _RESUME.value and not _CKPT_DIR.value:
     raise common.UsageError("--resume needs --checkpoint_dir")
-  if os.path.exists(_OUT.value) and not (_OVERWRITE.value or _RESUME.value):
-    raise common.UsageError(f"{_OUT.value}: already exists (pass --overwrite to replace it)")
+  # The model and its log are written after training: check them before it starts.
+  common.check_outputs([_OUT.value, _log_path()], _OVERWRITE.value or _RESUME.value)
   config = _config()
   images, names = (_folder_images(_DATA_DIR.value) if _DATA_DIR.value
                    else _tfds_images(_TFDS.value))

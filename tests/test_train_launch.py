@@ -54,18 +54,24 @@ BAD_INPUT = [
     (["--method=fan2018", "--data_dir=data", "--resume"], "--resume needs --checkpoint_dir"),
     (["--method=fan2018", "--data_dir=data", "--energy=nope"], "--energy"),
     (["--method=fan2018", "--data_dir=data", "--output=exists.msgpack"], "already exists"),
+    # Checked before training, not when the model is written at its end:
+    (["--method=fan2018", "--data_dir=data", "--output=blocker/m.msgpack"], "blocker is a file"),
+    (["--method=fan2018", "--data_dir=data", "--output=m.msgpack"], "m_log.json: already exists"),
 ]
 
 
 def test_train_bad_input_is_one_line_and_exit_2(tmp_path):
   _data(tmp_path)
   (tmp_path / "exists.msgpack").write_bytes(b"keep")
+  (tmp_path / "blocker").write_text("a file where a folder should be\n")
+  (tmp_path / "m_log.json").write_text("the user's own log\n")
   results = _launch_cases("launch.train", [args for args, _ in BAD_INPUT], cwd=tmp_path)
   for (args, message), result in zip(BAD_INPUT, results, strict=True):
     assert result["code"] == 2, result
     assert message in result["stderr"] and "Traceback" not in result["stderr"], result
     assert len(result["stderr"].strip().splitlines()) == 1, result
   assert (tmp_path / "exists.msgpack").read_bytes() == b"keep"
+  assert not (tmp_path / "m.msgpack").exists()
 
 
 def test_run_fan2018_refuses_a_file_that_is_not_a_model(tmp_path):
