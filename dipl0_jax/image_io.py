@@ -54,6 +54,7 @@ def read_image(
     *,
     background: Sequence[float] = (0.0, 0.0, 0.0),
     grayscale_to_rgb: bool = False,
+    clip: bool = True,
 ) -> np.ndarray:
   """Reads an image file as an (H, W, C) float32 array in [0, 1].
 
@@ -61,12 +62,15 @@ def read_image(
     path: a PNG, JPEG, BMP or TIFF file.
     background: RGB colour in [0, 1] that alpha is composited over: out = α·c + (1 − α)·bg.
     grayscale_to_rgb: repeat a single channel three times.
+    clip: clip to [0, 1]; False keeps the values of a float TIFF (or a 32-bit integer image)
+      that lie outside, for the caller to see.
 
   Returns:
     (H, W, 1) for greyscale files (unless `grayscale_to_rgb`), (H, W, 3) otherwise.
 
   Raises:
-    ImageError: the file is missing, is not an image, is truncated, or is another format.
+    ImageError: the file is missing, is not an image, is truncated, is another format, or
+      holds NaN or infinite values (a float TIFF can).
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -90,9 +94,11 @@ def read_image(
     colour = data[..., :-1]
     bg = np.asarray(background, np.float32)[: colour.shape[-1]]
     data = colour * alpha + (1.0 - alpha) * bg
+  if not np.all(np.isfinite(data)):
+    raise ImageError(f"{path}: image holds NaN or infinite values")
   if grayscale_to_rgb and data.shape[-1] == 1:
     data = np.repeat(data, 3, axis=-1)
-  return np.clip(data, 0.0, 1.0).astype(np.float32)
+  return (np.clip(data, 0.0, 1.0) if clip else data).astype(np.float32)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

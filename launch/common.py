@@ -204,11 +204,16 @@ def background() -> tuple[float, ...]:
 
 
 def read(path: str) -> np.ndarray:
-  """Reads an input image as (H, W, C) float32, raising UsageError on failure."""
+  """Reads an input image as (H, W, C) float32 in [0, 1], raising UsageError on failure; notes
+  values outside [0, 1] (a float TIFF's), which are clipped."""
   try:
-    return image_io.read_image(path, background=background())
+    image = image_io.read_image(path, background=background(), clip=False)
   except image_io.ImageError as e:
     raise UsageError(str(e)) from None
+  outside = np.mean((image < 0) | (image > 1))
+  if outside:
+    tqdm.tqdm.write(f"note: {path}: {outside:.1%} of the values lie outside [0, 1]; clipped")
+  return np.clip(image, 0.0, 1.0)
 
 
 def same_channels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

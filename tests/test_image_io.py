@@ -92,3 +92,16 @@ def test_unsupported_format_raises(tmp_path):
   Image.fromarray(_rgb()).save(tmp_path / "x.gif")
   with pytest.raises(image_io.ImageError, match="unsupported image format GIF"):
     image_io.read_image(tmp_path / "x.gif")
+
+
+def test_float_tiff_values_outside_the_range_are_clipped_unless_asked_and_nan_is_refused(tmp_path):
+  values = np.linspace(-1.0, 5.0, 24, dtype=np.float32).reshape(4, 6)
+  Image.fromarray(values).save(tmp_path / "f.tif")
+  np.testing.assert_array_equal(image_io.read_image(tmp_path / "f.tif")[..., 0],
+                                np.clip(values, 0, 1))
+  np.testing.assert_array_equal(image_io.read_image(tmp_path / "f.tif", clip=False)[..., 0],
+                                values)
+  values[1, 2] = np.nan
+  Image.fromarray(values).save(tmp_path / "nan.tif")
+  with pytest.raises(image_io.ImageError, match="NaN or infinite"):
+    image_io.read_image(tmp_path / "nan.tif")

@@ -420,6 +420,17 @@ def test_run_notes_flags_of_other_methods(tmp_path):
   assert "note: l0 does not use --num_iters, --preset (ignored)" in result["stdout"]
 
 
+def test_run_notes_input_values_outside_the_range_before_clipping_them(tmp_path):
+  values = np.linspace(0.0, 5.0, 32 * 40, dtype=np.float32).reshape(32, 40)
+  Image.fromarray(values).save(tmp_path / "f.tif")
+  (result,) = _launch_cases("launch.run", [["--method=l0", "--image=f.tif", "--output=o.png"]],
+                            cwd=tmp_path)
+  assert result["code"] == 0, result
+  outside = np.mean(values > 1)
+  assert f"note: f.tif: {outside:.1%} of the values lie outside [0, 1]; clipped" in (
+      result["stdout"] + result["stderr"])
+
+
 def test_run_scores_greyscale_result_against_colour_gt_on_every_channel(tmp_path):
   clean, noisy = _blocks(10, 12)
   _save(str(tmp_path / "grey.png"), noisy.mean(-1).astype(np.uint8))
