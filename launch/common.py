@@ -128,11 +128,14 @@ def fail(message: str) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl `flags_parser` that reports bad flags in one line with exit code 2."""
+  """absl `flags_parser` that reports bad flags in one line with exit code 2, and ends
+  --help with exit code 0."""
   try:
     argv = flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+  except SystemExit:  # absl's --help/--helpfull print the usage and exit with code 1
+    sys.exit(0)
   # absl logs at INFO under app.run; JAX's backend probing messages are noise to a user.
   logging.set_verbosity(logging.WARNING)
   _use_compilation_cache()

@@ -411,6 +411,15 @@ def test_run_refuses_outputs_it_cannot_or_may_not_write_before_solving(tmp_path)
     assert (tmp_path / mine).read_text() == "the user's own file\n"
 
 
+@pytest.mark.parametrize("module", ["launch.run", "launch.evaluate", "launch.train"])
+def test_help_prints_the_usage_and_exits_0(tmp_path, module):
+  (result,) = _launch_cases(module, [["--help"]], cwd=tmp_path)
+  assert result["code"] == 0 and "--helpfull" in result["stdout"], result
+  if module == "launch.run":  # as a shell runs it: the launcher's own usage
+    proc = _launch(module, "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "python -m launch.run --method=dip_l0" in proc.stdout
+
+
 def test_run_notes_flags_of_other_methods(tmp_path):
   _save(str(tmp_path / "in.png"), _blocks(9, 10)[1])
   (result,) = _launch_cases("launch.run", [
