@@ -42,7 +42,7 @@ _GRID_IMAGES = flags.DEFINE_integer("grid_images", 4, "Rows of the results grid.
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most consecutive same-size images solved at once, split over the "
     "devices (default: the number of this process's devices, or the core count if more for "
-    "--l0_solver=region_fusion, which solves a batch on one thread per core).")
+    "l0, which solves a batch on one thread per core with either solver).")
 
 
 def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:

@@ -32,7 +32,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Most same-size images solved at once, split over the devices "
     "(default: the number of this process's devices; on CPU a larger batch is solved image "
-    "by image, no faster per image; --l0_solver=region_fusion solves a batch on one thread "
+    "by image, no faster per image; l0, with either solver, solves a batch on one thread "
     "per core and defaults to at least the core count).")
 _FIGURE = flags.DEFINE_string(
     "figure", None, "Write a side-by-side PNG (input, result, detail input − result, v) here, "
