@@ -256,12 +256,11 @@ class AdmmState(NamedTuple):
 def check_config(config: DipL0Config) -> None:
   """Raises ValueError for settings a solve cannot run: λ < 0, β ≤ 0, a learning rate ≤ 0,
   fewer than one inner step, a negative outer count, or an EMA outside [0, 1)."""
-  numbers = {"lam": config.lam, "beta": config.beta, "lr": config.lr, "ema": config.ema}
-  bad = [k for k, v in numbers.items() if not math.isfinite(v)]
-  bad += [k for k, ok in (("lam", config.lam >= 0), ("beta", config.beta > 0),
-                          ("lr", config.lr > 0), ("ema", 0 <= config.ema < 1),
-                          ("inner_iters", config.inner_iters >= 1),
-                          ("outer_iters", config.outer_iters >= 0)) if not ok and k not in bad]
+  # Comparisons with NaN are false, so each condition also refuses NaN.
+  ok = {"lam": 0 <= config.lam < math.inf, "beta": 0 < config.beta < math.inf,
+        "lr": 0 < config.lr < math.inf, "ema": 0 <= config.ema < 1,
+        "inner_iters": config.inner_iters >= 1, "outer_iters": config.outer_iters >= 0}
+  bad = [k for k, good in ok.items() if not good]
   if bad:
     raise ValueError("DipL0Config: " + ", ".join(f"{k}={getattr(config, k)}" for k in bad)
                      + " (needs lam >= 0, beta > 0, lr > 0, 0 <= ema < 1, inner_iters >= 1, "
@@ -358,13 +357,13 @@ def dip_l0(y: jax.typing.ArrayLike, *, key: jax.Array, config: DipL0Config = Dip
       output_channels, or `operator` does not map `shape` (default y's) to y's shape.
   """
   y = jnp.asarray(y)
-  if config.downsample != 1 or config.finish_beta != 0:
-    if not (isinstance(operator, operators.Identity) and shape is None):
-      raise ValueError("DipL0Config.downsample > 1 or finish_beta > 0 needs the identity "
-                       "operator")
+  shrunk_or_finished = config.downsample != 1 or config.finish_beta != 0
+  if shrunk_or_finished and not (isinstance(operator, operators.Identity) and shape is None):
+    raise ValueError("DipL0Config.downsample > 1 or finish_beta > 0 needs the identity "
+                     "operator")
   checks.observation(y, operator, shape, config.generator.output_channels, "dip_l0")
   y = y.astype(jnp.float32)
-  if config.downsample != 1 or config.finish_beta != 0:
+  if shrunk_or_finished:
     small = dip_l0(shrink(y, config.downsample), key=key, unroll=unroll,
                    config=dataclasses.replace(config, downsample=1, finish_beta=0.0))
     return small._replace(output=finish(y, small.output, config),

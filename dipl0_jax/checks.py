@@ -23,12 +23,13 @@ def float_image(x, name: str, *, ndim: int = 3):
 
 
 def observation(y, operator, shape: tuple[int, ...] | None, output_channels: int,
-                name: str) -> tuple[int, ...]:
-  """The (H, W, C) shape the generator makes for observation y, checked against the operator.
+                name: str) -> None:
+  """Checks observation y against the generator and the operator, which maps `shape` (the
+  generator's (H, W, C), default y's) to y's shape.
 
   Raises:
     TypeError, ValueError: y is not a float (H', W', C) image (`float_image`), its C is not
-      the generator's output_channels, or the operator does not map that shape to y's.
+      the generator's output_channels, or the operator does not map `shape` to y's.
   """
   float_image(y, name)
   shape = tuple(shape or y.shape)
@@ -38,4 +39,3 @@ def observation(y, operator, shape: tuple[int, ...] | None, output_channels: int
   if tuple(operator.observed_shape(shape)) != tuple(y.shape):
     raise ValueError(f"{name}: the operator maps {shape} to {operator.observed_shape(shape)}, "
                      f"not to y's {y.shape} (pass shape=, the image's (H, W, C))")
-  return shape

@@ -684,7 +684,7 @@ def ignored_flags_note() -> str | None:
 
 def build_method() -> Method:
   """The method and settings that the flags select, validated."""
-  if TASK.value != "denoise" and METHOD.value not in ("dip", "dip_l0"):
+  if TASK.value != "denoise" and "task" not in _METHOD_FLAGS[METHOD.value]:
     raise UsageError(f"--task={TASK.value} works with dip and dip_l0 only")
   lam = DEFAULT_LAMBDA.get(METHOD.value) if _LAMBDA.value is None else _LAMBDA.value
   if lam is not None:
