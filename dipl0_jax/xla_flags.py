@@ -9,9 +9,11 @@
    512×384 without it, 26.6 s with it (README "Performance"). `fan2018`'s network runs about
    15% slower without YNNPACK; the generator's gain is far larger.
 2. `--xla_cpu_multi_thread_eigen=false`. With it on (the default) XLA's CPU FFT lets DUCC split
-   a large transform over threads, and the rounding then depends on the split: the same jitted
-   `l0_smooth` on the same 640×480 image returned a different result (up to 0.03) in 7 of 30
-   calls on 2 cores, and none in 30 with the flag off or on one core. Off, the FFT runs on one
+   a large transform over threads, but only when the FFT runs outside XLA's own thread pool;
+   inside a solve that depends on which thread finished the fusion before it, so it changes
+   from call to call, and a split transform rounds differently. The same jitted `l0_smooth`
+   on the same 640×480 image returned a different result (up to 0.03) in 7 of 30 calls on 2
+   cores, and none in 30 with the flag off or on one core. Off, the FFT runs on one
    thread; convolutions and matrix products stay multi-threaded, and no step measured slower
    beyond this machine's noise (README "Performance").
 
