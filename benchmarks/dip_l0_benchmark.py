@@ -1,6 +1,7 @@
 """Times DIP-ℓ0's two jitted steps (one Adam step, one v/w/average update) per image size.
 
-  python -m benchmarks.dip_l0_benchmark [--channels=128] [--sizes=256x256,512x384]
+  python -m benchmarks.dip_l0_benchmark [--channels=128] [--sizes=128x128,256x256,512x384]
+      [--repeats=3] [--json=results/dip_l0_benchmark.json]
 
 Prints compile time, seconds per Adam step and per outer iteration (inner_iters Adam steps
 plus the update) and the implied seconds for a whole solve; writes JSON. Medians of
@@ -10,6 +11,7 @@ plus the update) and the implied seconds for a whole solve; writes JSON. Medians
 from absl import app, flags
 
 from benchmarks import measure, timing
+from launch import cli
 
 _CHANNELS = flags.DEFINE_integer("channels", 128, "Generator channels per scale.")
 _SIZES = flags.DEFINE_list("sizes", ["128x128", "256x256", "512x384"], "W×H sizes.")
@@ -17,14 +19,16 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls (the median is report
 _JSON = flags.DEFINE_string("json", "results/dip_l0_benchmark.json", "Where to write results.")
 
 
-def main(argv):
-  del argv
+def run():
+  sizes = timing.parse_sizes(_SIZES.value)
+  timing.at_least("repeats", _REPEATS.value)
+  timing.at_least("channels", _CHANNELS.value)
+  timing.check_outputs(_JSON.value)
   config = measure.dip_l0_config(_CHANNELS.value)
   rows = []
   print(f"{'size':>9} {'compile s':>9} {'adam s':>7} {'update s':>8} {'outer s':>8} "
         f"{'solve min':>9}")
-  for size in _SIZES.value:
-    w, h = timing.parse_size(size)
+  for w, h in sizes:
     steps = measure.dip_l0_steps(w, h, config, _REPEATS.value)
     row = {"width": w, "height": h, "channels": _CHANNELS.value, "compile_s": steps["compile_s"],
            "adam_step_s": steps["adam_step_s"], "update_s": steps["update_s"],
@@ -36,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -8,6 +8,7 @@ Compile time is reported apart from run time; run times are medians of --repeats
 from absl import app, flags
 
 from benchmarks import measure, timing
+from launch import cli
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per size (the median is reported).")
 _LAMBDA = flags.DEFINE_float("lambda_", 0.02, "λ of the solvers.")
@@ -17,8 +18,11 @@ _JSON = flags.DEFINE_string("json", "results/l0_benchmark.json", "Where to write
 SIZES = ((320, 240), (512, 384), (640, 480), (1280, 720))
 
 
-def main(argv):
-  del argv
+def run():
+  timing.at_least("repeats", _REPEATS.value)
+  timing.at_least("num_passes", _PASSES.value)
+  timing.check_l0(_LAMBDA.value, _KAPPA.value)
+  timing.check_outputs(_JSON.value)
   try:
     import cv2
     cv2.setNumThreads(-1)  # its default thread count, all cores as XLA (0 would be one)
@@ -53,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

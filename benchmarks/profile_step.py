@@ -13,7 +13,8 @@ channels, 256²). Each convolution of the optimised HLO is therefore re-run on i
 a jitted `lax.conv_general_dilated` with the same shapes, window and dimension labels, and its
 median time is what the table lists for it.
 
-  python -m benchmarks.profile_step --size=256x256 --channels=32
+  python -m benchmarks.profile_step --size=256x256 --channels=32 [--steps=5]
+      [--json=benchmarks/results/profile_step.json]
 """
 
 import collections
@@ -32,13 +33,14 @@ from absl import app, flags
 
 from benchmarks import measure, timing
 from dipl0_jax import admm
+from launch import cli
 
 _SIZE = flags.DEFINE_string("size", "256x256", "WIDTHxHEIGHT of the synthetic image.")
 _CHANNELS = flags.DEFINE_integer("channels", 32, "Generator channels per scale.")
 _SCALES = flags.DEFINE_integer("scales", 5, "Generator scales.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Traced steps (after one warm-up).")
 _TOP = flags.DEFINE_integer("top", 15, "How many single operations to list.")
-_OUTPUT = flags.DEFINE_string("output", "benchmarks/results/profile_step.json", "JSON file.")
+_JSON = flags.DEFINE_string("json", "benchmarks/results/profile_step.json", "JSON file.")
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+(?: \S+)*? ([\w\-]+)\(")
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) ")
@@ -167,9 +169,12 @@ def _trace_events(directory: str) -> list[dict]:
   return trace["traceEvents"] if isinstance(trace, dict) else trace
 
 
-def main(argv):
-  del argv
+def run():
   width, height = timing.parse_size(_SIZE.value)
+  for flag in ("channels", "scales", "steps"):
+    timing.at_least(flag, flags.FLAGS[flag].value)
+  timing.at_least("top", _TOP.value, 0)
+  timing.check_outputs(_JSON.value)
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, _SCALES.value),
                                outer_iters=1, inner_iters=1, inner_unroll=1)
   y = jnp.asarray(timing.test_image(width, height)[None])
@@ -214,8 +219,8 @@ def main(argv):
             "step_ms": step_ms, "compile_s": compile_s, "machine": timing.machine(),
             "ms_per_step": {k: v / 1e3 / steps for k, v in by_kind.items()},
             "top": {k: v / 1e3 / steps for k, v in by_op.most_common(_TOP.value)}}
-  timing.write_json(_OUTPUT.value, result)
+  timing.write_json(_JSON.value, result)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -31,6 +31,8 @@ import time
 
 from absl import app, flags
 
+from launch import cli
+
 METHODS = ("l0_fft", "l0_rf", "dip", "dip_l0", "fan2018")
 GENERATOR_METHODS = ("dip", "dip_l0")
 QUICK = {"sizes": ["64x48", "96x64"], "channels": 16, "repeats": 1}
@@ -148,7 +150,7 @@ def _format(row: dict) -> str:
   if "error" in row or "skipped" in row:
     return f"{row['method']:<8} {size:>9}  {row.get('error') or 'skipped: ' + row['skipped']}"
   rss = f"{row['peak_rss_bytes'] / 2**20:.0f} MiB"
-  return (f"{row['method']:<8} {size:>9} {row['compile_s']:9.2f} {row['step_s']:9.4f} "
+  return (f"{row['method']:<8} {size:>9} {row['compile_s']:9.2f} {row['step_s']:9.3g} "
           f"{row['step']:<19} {_duration(row['solve_s']):>10}  {row['solve']:<41} {rss:>9}")
 
 
@@ -181,8 +183,7 @@ def _plot(rows: list[dict], path: str, title: str) -> None:
   print(f"wrote {path}")
 
 
-def main(argv):
-  del argv
+def run():
   if _CELL.value:
     method, size = _CELL.value.split(":")
     from benchmarks import timing
@@ -194,10 +195,15 @@ def main(argv):
 
   unknown = sorted(set(_METHODS.value) - set(METHODS))
   if unknown:
-    raise app.UsageError(f"unknown --methods {unknown}: choose from {', '.join(METHODS)}")
+    raise cli.UsageError(f"unknown --methods {','.join(unknown)}: choose from "
+                         f"{', '.join(METHODS)}")
   sizes = _setting("sizes")
-  for size in sizes:
-    timing.parse_size(size)  # fail early on a bad size
+  timing.parse_sizes(sizes)  # fail before the first cell, not in it
+  for name in ("repeats", "channels"):
+    timing.at_least(name, _setting(name))
+  timing.at_least("num_passes", _PASSES.value)
+  timing.check_l0(_LAMBDA.value, _KAPPA.value)
+  timing.check_outputs(_JSON.value, _PLOT.value)
   machine = timing.machine()
   settings = {"sizes": sizes, "methods": _METHODS.value, "repeats": _setting("repeats"),
               "channels": _setting("channels"), "scales": 5, "lambda": _LAMBDA.value,
@@ -219,7 +225,11 @@ def main(argv):
   if _PLOT.value:
     _plot(rows, _PLOT.value, f"{machine['cpu_count']} CPUs, load {machine['load_average'][0]:.1f}"
           f", dip/dip_l0 {settings['channels']} channels")
+  failed = [f"{r['method']} {r['width']}×{r['height']}" for r in rows if "error" in r]
+  if failed:
+    print(f"error: {len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -13,7 +13,9 @@ on the host, one thread per core, whatever the devices; "compile" is the first c
 Numba's cache). `dip_l0`: the launcher's jitted Adam step (image by image on CPU, see
 `sharding.batch_map`) and v/w/average update (`admm.iterate`); an outer iteration is
 --inner_iters Adam steps and one update, so images/s is batch / (inner_iters · Adam step +
-update). Medians of --repeats calls after a warm-up call; compile seconds apart.
+update). Medians of --repeats calls after a warm-up call; compile seconds apart. Each
+method's images/s are also given against its batch of 1 (or the first batch when 1 is not
+among --batches). Writes JSON to --json (default results/throughput.json).
 """
 
 import dataclasses
@@ -25,6 +27,7 @@ from absl import app, flags
 
 from benchmarks import measure, timing
 from dipl0_jax import admm, l0_fft, l0_region_fusion, sharding, xla_flags
+from launch import cli
 
 _SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
@@ -73,12 +76,16 @@ def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config)
       "seconds": row["outer_iteration_s"]}
 
 
-def main(argv):
-  del argv
+def run():
   unknown = set(_METHODS.value) - {"l0", "region_fusion", "dip_l0"}
   if unknown:
-    raise app.UsageError(f"unknown --methods {sorted(unknown)}: choose from l0, region_fusion, "
-                         "dip_l0")
+    raise cli.UsageError(f"unknown --methods {','.join(sorted(unknown))}: choose from l0, "
+                         "region_fusion, dip_l0")
+  batches = timing.parse_ints(_BATCHES.value, "batches")
+  w, h = timing.parse_size(_SIZE.value)
+  for flag in ("repeats", "channels", "scales", "inner_iters"):
+    timing.at_least(flag, flags.FLAGS[flag].value)
+  timing.check_outputs(_JSON.value)
   n = _SCALES.value
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
                                inner_iters=_INNER.value)
@@ -86,7 +93,6 @@ def main(argv):
   # As the launchers, before JAX starts: room for dip_l0's Region Fusion callbacks on every
   # forced CPU device; the extra thread slows the other methods (time them in a run of their own).
   pool = xla_flags.size_client_pool() if callbacks and "dip_l0" in _METHODS.value else None
-  w, h = timing.parse_size(_SIZE.value)
   image = timing.test_image(w, h)
   mesh = sharding.batch_mesh()
   dip_l0_mesh = sharding.batch_mesh(host_callbacks=callbacks)
@@ -99,12 +105,14 @@ def main(argv):
     if pool:
       dip_l0 += f", {pool} for its Region Fusion callbacks"
   print(f"{w}×{h}, {mesh.size} device(s){dip_l0}")
-  print(f"{'method':>7} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
-        f"{'images/s':>9} {'× batch 1':>9}")
+  reference = 1 if 1 in batches else batches[0]
+  width = max(len("method"), *map(len, _METHODS.value))
+  print(f"{'method':>{width}} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
+        f"{'images/s':>9}")
   rows = []
   for method in _METHODS.value:
-    base = None
-    for b in (int(v) for v in _BATCHES.value):
+    method_rows = []
+    for b in batches:
       images = _batch(image, b)
       if method == "l0":
         row = l0_row(images, mesh, _REPEATS.value)
@@ -116,16 +124,20 @@ def main(argv):
           b, dip_l0_mesh if method == "dip_l0" else mesh)  # host side
       row = {"method": method, "batch": b, "padded": padded, **row,
              "images_per_s": b / row["seconds"]}
-      base = base or row["images_per_s"]
+      method_rows.append(row)
+      print(f"{method:>{width}} {b:>5} {row['padded']:>6} {row['compile_s']:9.2f} "
+            f"{row['seconds']:9.4f} {row['images_per_s']:9.2f}", flush=True)
+    base = next(r for r in method_rows if r["batch"] == reference)["images_per_s"]
+    for row in method_rows:
       row["speedup"] = row["images_per_s"] / base
-      rows.append(row)
-      print(f"{method:>7} {b:>5} {row['padded']:>6} {row['compile_s']:9.2f} "
-            f"{row['seconds']:9.4f} {row['images_per_s']:9.2f} {row['speedup']:9.2f}")
+    print(f"{method:>{width}} images/s against batch {reference}: " + ", ".join(
+        f"batch {r['batch']} {r['speedup']:.2f}×" for r in method_rows))
+    rows += method_rows
   timing.write_json(_JSON.value, {
       "machine": {**timing.machine(), "devices": mesh.size}, "width": w, "height": h,
       "channels": _CHANNELS.value, "scales": n, "inner_iters": _INNER.value,
-      "repeats": _REPEATS.value, "rows": rows})
+      "repeats": _REPEATS.value, "speedup_reference_batch": reference, "rows": rows})
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

@@ -14,8 +14,10 @@ k plus one finishing step (the finishing steps of earlier iterations and the sco
 counted). A run stops at the preset's iteration count or when its seconds pass --seconds.
 
 Seconds exclude compilation, which happens once per image size and preset and is then kept
-in the persistent compilation cache: the first iteration's time, minus the second's, is
-reported apart as the compile time (the finishing step is compiled before the clock starts).
+in the launchers' persistent compilation cache (`launch.cli.use_compilation_cache`): the first
+iteration's time, minus the second's, is reported apart as the compile time (the finishing
+step is compiled before the clock starts). A mark past --seconds has no score (blank in the
+table, null in the JSON).
 """
 
 import json
@@ -28,7 +30,7 @@ from absl import app, flags
 
 from benchmarks import timing
 from dipl0_jax import admm, image_io, metrics
-from launch import datasets
+from launch import cli, datasets
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data/nks", "NKS dataset folder.")
 _PRESETS = flags.DEFINE_list("presets", ["fast"], "DIP-ℓ0 presets (admm.PRESETS).")
@@ -83,19 +85,53 @@ def _compile_seconds(ends: list[float]) -> float:
   return max(ends[0] - (ends[1] - ends[0]), 0.0)
 
 
+def _mean_at(curves: dict, t: float, budget: float) -> float | None:
+  """Mean over the images of `_at`, or None for a mark past the budget (never reached)."""
+  return float(np.mean([_at(c, t) for c in curves.values()])) if t <= budget else None
+
+
+def _marks(values: list[str]) -> list[float]:
+  """--marks as seconds ≥ 0, or UsageError."""
+  try:
+    marks = [float(m) for m in values]
+  except ValueError:
+    raise cli.UsageError(f"--marks={','.join(values)}: want seconds separated by commas") from None
+  if not all(m >= 0 for m in marks):
+    raise cli.UsageError(f"--marks={','.join(values)}: seconds must be ≥ 0")
+  return marks
+
+
+def _pairs(data_dir: str, limit: int | None) -> list:
+  """The subset's (input, ground truth) pairs, or UsageError when there are none."""
+  try:
+    pairs = datasets.one_per_structure(datasets.find_pairs(data_dir)[1])
+  except (OSError, ValueError) as e:
+    raise cli.UsageError(str(e)) from None
+  if not pairs:
+    raise cli.UsageError(f"{data_dir}: no validation image with ground truth")
+  return pairs[:limit] if limit is not None else pairs
+
+
 def _at(curve: dict, t: float) -> float:
   """PSNR of the last iteration finished by t seconds (the input's before the first)."""
   done = [p for s, p in zip(curve["seconds"], curve["psnr"], strict=True) if s <= t]
   return done[-1] if done else curve["input_psnr"]
 
 
-def main(argv):
-  del argv
-  if _EVERY.value < 1:
-    raise app.UsageError(f"--score_every={_EVERY.value}: must be ≥ 1")
-  pairs = datasets.one_per_structure(datasets.find_pairs(_DATA_DIR.value)[1])
-  pairs = pairs[: _LIMIT.value] if _LIMIT.value else pairs
-  marks = [float(m) for m in _MARKS.value]
+def run():
+  timing.at_least("score_every", _EVERY.value)
+  if _LIMIT.value is not None:
+    timing.at_least("limit", _LIMIT.value)
+  if not _SECONDS.value > 0:
+    raise cli.UsageError(f"--seconds={_SECONDS.value:g}: must be > 0")
+  unknown = [p for p in _PRESETS.value if p not in admm.PRESETS]
+  if unknown:
+    raise cli.UsageError(f"unknown --presets {','.join(unknown)}: choose from "
+                         f"{', '.join(admm.PRESETS)}")
+  marks = _marks(_MARKS.value)
+  pairs = _pairs(_DATA_DIR.value, _LIMIT.value)
+  timing.check_outputs(_JSON.value, _PLOT.value)
+  cli.use_compilation_cache()
   results = {"machine": timing.machine(), "images": [p.name for p in pairs],
              "seconds_budget": _SECONDS.value, "presets": {}}
   for preset in _PRESETS.value:
@@ -108,13 +144,14 @@ def main(argv):
             f"{curve['compile_seconds']:.1f} s, {curve['iterations'][-1]} iterations in "
             f"{curve['seconds'][-1]:.1f} s (finishing step {np.median(curve['finish_seconds']):.2f}"
             f" s), PSNR {curve['input_psnr']:.2f} -> {curve['psnr'][-1]:.2f} dB", flush=True)
-    means = {m: float(np.mean([_at(c, m) for c in curves.values()])) for m in marks}
+    means = {m: _mean_at(curves, m, _SECONDS.value) for m in marks}
     results["presets"][preset] = {"curves": curves, "mean_psnr_at": means}
   results["machine"]["load_after"] = os.getloadavg()
   print("\n| preset | " + " | ".join(f"{m:g} s" for m in marks) + " |")
   print("|---|" + "---|" * len(marks))
   for preset, r in results["presets"].items():
-    print(f"| {preset} | " + " | ".join(f"{r['mean_psnr_at'][m]:.2f}" for m in marks) + " |")
+    cells = ["" if r["mean_psnr_at"][m] is None else f"{r['mean_psnr_at'][m]:.2f}" for m in marks]
+    print(f"| {preset} | " + " | ".join(cells) + " |")
   inputs = np.mean([c["input_psnr"] for r in results["presets"].values()
                     for c in r["curves"].values()])
   print(f"(input: {inputs:.2f} dB; {len(pairs)} images)")
@@ -147,4 +184,4 @@ def _plot(results: dict, inputs: float) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

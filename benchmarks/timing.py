@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark scripts."""
 
 import json
+import math
 import os
 import platform
 import resource
@@ -15,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from dipl0_jax import image_io
+from launch import cli
+from launch.cli import UsageError
 
 
 def call_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[float]:
@@ -79,10 +82,51 @@ class Chain:
     return self.state
 
 
-def parse_size(size: str) -> tuple[int, int]:
-  """'640x480' -> (640, 480) (width, height)."""
-  w, h = (int(v) for v in size.lower().replace("×", "x").split("x"))
+def parse_size(size: str, flag: str = "size") -> tuple[int, int]:
+  """'640x480' -> (640, 480) (width, height); UsageError naming --flag unless both are ≥ 1."""
+  try:
+    w, h = (int(v) for v in size.lower().replace("×", "x").split("x"))
+  except ValueError:
+    raise UsageError(f"--{flag}={size}: want WIDTHxHEIGHT, e.g. 640x480") from None
+  if w < 1 or h < 1:
+    raise UsageError(f"--{flag}={size}: width and height must be ≥ 1")
   return w, h
+
+
+def parse_sizes(sizes: list[str], flag: str = "sizes") -> list[tuple[int, int]]:
+  """`parse_size` of every entry of a list flag, so that a bad one fails before any timing."""
+  return [parse_size(size, flag) for size in sizes]
+
+
+def at_least(flag: str, value: int, low: int = 1) -> int:
+  """value, or UsageError naming --flag when it is below low."""
+  if value < low:
+    raise UsageError(f"--{flag}={value}: must be ≥ {low}")
+  return value
+
+
+def parse_ints(values: list[str], flag: str, low: int = 1) -> list[int]:
+  """The integers of a list flag, each ≥ low, or UsageError naming --flag."""
+  try:
+    numbers = [int(v) for v in values]
+  except ValueError:
+    raise UsageError(f"--{flag}={','.join(values)}: want integers separated by commas") from None
+  for n in numbers:
+    at_least(flag, n, low)
+  return numbers
+
+
+def check_l0(lam: float, kappa: float) -> None:
+  """UsageError unless --lambda_ > 0 and --kappa > 1 (a finite count of FFT solver steps)."""
+  if not (lam > 0 and kappa > 1 and math.isfinite(lam) and math.isfinite(kappa)):
+    raise UsageError(f"--lambda_={lam:g} --kappa={kappa:g}: want a finite λ > 0 and κ > 1")
+
+
+def check_outputs(*paths: str) -> None:
+  """UsageError unless every non-empty path can be written, checked before any timing."""
+  for path in paths:
+    if path:
+      cli.check_writable(path)
 
 
 def test_image(width: int, height: int) -> np.ndarray:
@@ -112,7 +156,7 @@ def machine() -> dict:
 
 
 def write_json(path: str, payload: dict) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
+  """Writes payload as indented JSON, atomically (an interrupted write leaves no half file)."""
+  with image_io.atomic_file(path, "w") as f:
     json.dump(payload, f, indent=2)
   print(f"wrote {path}")

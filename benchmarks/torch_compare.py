@@ -47,6 +47,7 @@ from torch.utils import flop_counter
 from benchmarks import measure, timing
 from benchmarks import torch_generator as tg
 from dipl0_jax import generator as gen
+from launch import cli
 
 _SIZES = flags.DEFINE_list("sizes", ["256x256", "512x384"], "W×H sizes.")
 _CHANNELS = flags.DEFINE_list("channels", ["128", "32"], "Generator channels per scale.")
@@ -63,7 +64,10 @@ _OMP_ENV = ("OMP_", "GOMP_", "KMP_", "MKL_")
 def _use_threads(n: int | None) -> int:
   """Restricts XLA and PyTorch to n threads (before JAX's backend starts)."""
   cpus = sorted(os.sched_getaffinity(0))
-  n = n or len(cpus)
+  n = len(cpus) if n is None else n
+  if not 1 <= n <= len(cpus):
+    raise cli.UsageError(f"--threads={n}: must be between 1 and the {len(cpus)} CPUs this "
+                         "process may run on")
   if n < len(cpus):
     os.sched_setaffinity(0, cpus[:n])
   torch.set_num_threads(n)
@@ -130,8 +134,11 @@ def _torch_matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:
   return 2 * n**3 / timing.fastest_seconds(lambda: a @ a, repeats)
 
 
-def main(argv):
-  del argv
+def run():
+  sizes = timing.parse_sizes(_SIZES.value)
+  channels_list = timing.parse_ints(_CHANNELS.value, "channels")
+  timing.at_least("repeats", _REPEATS.value)
+  timing.check_outputs(_JSON.value)
   threads = _use_threads(_THREADS.value)
   machine = timing.machine()
   machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
@@ -153,10 +160,9 @@ def main(argv):
         f"{'ours s':>8} {'torch s':>8} {'ours/torch':>10} {'GFLOP/s ours':>12} "
         f"{'torch':>5} {'bound':>5} {'fwd diff':>9}", flush=True)
   rows = []
-  for channels in _CHANNELS.value:
-    for size in _SIZES.value:
-      w, h = timing.parse_size(size)
-      row = _compare(w, h, int(channels), _REPEATS.value, _BLOCK.value, _CHECK.value)
+  for channels in channels_list:
+    for w, h in sizes:
+      row = _compare(w, h, channels, _REPEATS.value, _BLOCK.value, _CHECK.value)
       row["bound"] = row["gflop"] / peak / row["torch_step_s"]
       rows.append(row)
       diff = f"{row['forward_max_abs_diff']:9.1e}" if "forward_max_abs_diff" in row else ""
@@ -171,4 +177,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main(run), flags_parser=cli.parse_flags)

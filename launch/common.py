@@ -7,7 +7,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
-from absl import flags, logging
+from absl import flags
 
 import dipl0_jax
 from dipl0_jax import (
@@ -31,6 +30,8 @@ from dipl0_jax import (
   xla_flags,
 )
 from dipl0_jax import generator as gen
+from launch import cli
+from launch.cli import UsageError, check_writable, fail, main  # noqa: F401 (the launchers' API)
 
 METHODS = ("l0", "dip", "dip_l0", "fan2018")
 DEFAULT_LAMBDA = {"l0": 0.02, "dip_l0": admm.DipL0Config.lam}
@@ -117,62 +118,11 @@ _MODEL = flags.DEFINE_string(
     "model", None, "fan2018: trained model file from launch.train (default: the shipped one).")
 
 
-class UsageError(Exception):
-  """A problem with the user's input: reported in one line with exit code 2."""
-
-
-def fail(message: str) -> None:
-  """Prints `message` on stderr and exits with code 2 (no traceback)."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl `flags_parser` that reports bad flags in one line with exit code 2, and ends
-  --help with exit code 0."""
-  try:
-    argv = flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e))
-  except SystemExit:  # absl's --help/--helpfull print the usage and exit with code 1
-    sys.exit(0)
-  # absl logs at INFO under app.run; JAX's backend probing messages are noise to a user.
-  logging.set_verbosity(logging.WARNING)
-  _use_compilation_cache()
+  """`cli.parse_flags`, then XLA's persistent compilation cache on."""
+  argv = cli.parse_flags(argv)
+  cli.use_compilation_cache()
   return argv
-
-
-def _use_compilation_cache() -> None:
-  """Keeps XLA's compiled programs on disk, so the second run of a setting starts at once.
-
-  Compiling a generator's training step takes 10–140 s on a 2-core CPU, often longer than
-  the solve. The cache is ~/.cache/dipl0_jax/xla (or $XDG_CACHE_HOME/dipl0_jax/xla) unless
-  JAX_COMPILATION_CACHE_DIR names another folder.
-  """
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  jax.config.update("jax_compilation_cache_dir", os.path.join(base, "dipl0_jax", "xla"))
-
-
-def main(run: Callable[[], None], *before: Callable[[], None]) -> Callable[[list[str]], None]:
-  """An absl `main` that calls each of `before` then run(), reporting UsageError in one line
-  (exit 2) and a second Ctrl-C as "aborted" (exit 130)."""
-
-  def absl_main(argv: list[str]) -> None:
-    if len(argv) > 1:
-      fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-      for step in before:
-        step()
-      run()
-    except UsageError as e:
-      fail(str(e))
-    except KeyboardInterrupt:
-      print("aborted", file=sys.stderr)
-      sys.exit(130)
-
-  return absl_main
 
 
 def batch_size(value: int | None, method: "Method") -> int:
@@ -232,23 +182,6 @@ def same_channels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def ssim(out: np.ndarray, gt: np.ndarray) -> float:
   """`metrics.ssim` of two (H, W, C) images, NaN for images smaller than its 7×7 window."""
   return float(metrics.ssim(out, gt)) if min(out.shape[:2]) >= 7 else float("nan")
-
-
-def check_writable(path: str) -> None:
-  """Raises UsageError unless a file can be written at `path`: it is not a folder, and its
-  nearest existing folder takes new files (tried with a temporary file, removed at once)."""
-  if os.path.isdir(path):
-    raise UsageError(f"{path}: is a folder, not a file")
-  folder = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(folder):
-    folder = os.path.dirname(folder)
-  if not os.path.isdir(folder):
-    raise UsageError(f"{path}: cannot write there ({folder} is a file, not a folder)")
-  try:
-    with tempfile.TemporaryFile(dir=folder):
-      pass
-  except OSError as e:
-    raise UsageError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
 
 
 def check_outputs(paths: list[str], overwrite: bool, continued: set[str] = frozenset()) -> None:

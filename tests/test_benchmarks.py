@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -16,20 +18,55 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 def test_throughput_times_every_method_and_batch(tmp_path):
   out = tmp_path / "throughput.json"
   done = bench("benchmarks.throughput", "--methods=l0,region_fusion", "--size=32x24",
-               "--batches=1,2", "--repeats=1", f"--json={out}")
+               "--batches=2,1", "--repeats=1", f"--json={out}")
   assert done.returncode == 0, done.stderr
-  rows = json.loads(out.read_text())["rows"]
+  result = json.loads(out.read_text())
+  rows = result["rows"]
   assert [(r["method"], r["batch"]) for r in rows] == [
-      ("l0", 1), ("l0", 2), ("region_fusion", 1), ("region_fusion", 2)]
+      ("l0", 2), ("l0", 1), ("region_fusion", 2), ("region_fusion", 1)]
   assert all(r["images_per_s"] > 0 and r["seconds"] > 0 for r in rows)
+  # The speed-up column is against a batch of 1 even when it is not the first batch.
+  assert result["speedup_reference_batch"] == 1
+  for r in rows:
+    one = next(o for o in rows if o["method"] == r["method"] and o["batch"] == 1)
+    assert r["speedup"] == r["images_per_s"] / one["images_per_s"]
 
 
-def test_throughput_rejects_an_unknown_method(tmp_path):
-  out = tmp_path / "throughput.json"
-  done = bench("benchmarks.throughput", "--methods=l0,nope", f"--json={out}")
-  assert done.returncode != 0
-  assert "unknown --methods ['nope']" in done.stderr
+BAD_INPUT = [
+    ("benchmarks.throughput", "--methods=l0,nope", "unknown --methods nope"),
+    ("benchmarks.throughput", "--batches=1,x", "--batches=1,x"),
+    ("benchmarks.throughput", "--repeats=0", "--repeats=0"),
+    ("benchmarks.l0_benchmark", "--kappa=1", "--kappa=1"),
+    ("benchmarks.suite", "--sizes=320x240,64x", "--sizes=64x"),
+    ("benchmarks.suite", "--sizes=0x48", "--sizes=0x48"),
+    ("benchmarks.profile_step", "--steps=0", "--steps=0"),
+    ("benchmarks.dip_l0_benchmark", "--sizes=abc", "--sizes=abc"),
+    ("benchmarks.time_to_quality", "--presets=fast,nope", "unknown --presets nope"),
+    ("benchmarks.time_to_quality", "--limit=0", "--limit=0"),
+    ("benchmarks.time_to_quality", "--data_dir=/nonexistent", "/nonexistent"),
+]
+
+
+@pytest.mark.parametrize("module, flag, message", BAD_INPUT)
+def test_benchmarks_refuse_bad_input_in_one_line_before_any_work(tmp_path, module, flag, message):
+  out = tmp_path / "out.json"
+  done = bench(module, flag, f"--json={out}")
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.startswith("error: ") and message in done.stderr, done.stderr
+  assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
   assert not out.exists()
+
+
+def test_benchmarks_check_their_output_path_before_timing(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  done = bench("benchmarks.l0_benchmark", f"--json={blocker}/l0.json")
+  assert done.returncode == 2 and "cannot write there" in done.stderr, done.stderr
+
+
+def test_benchmark_help_exits_with_zero():
+  done = bench("benchmarks.suite", "--help")
+  assert done.returncode == 0 and "--sizes" in done.stdout
 
 
 def test_suite_quick_runs_each_cell_in_its_own_process(tmp_path):
