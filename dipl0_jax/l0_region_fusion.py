@@ -277,10 +277,10 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
 
   Raises:
     TypeError: `image` is not floating point.
-    ValueError: if `image` is not 3-D, is empty or has more than 2²⁷ pixels, `lam` is
-      negative or not finite, or `num_passes` is not an integer ≥ 1.
+    ValueError: if `image` is not 3-D, is empty, holds NaN or infinite values or has more
+      than 2²⁷ pixels, `lam` is negative or not finite, or `num_passes` is not an integer ≥ 1.
   """
-  image = checks.float_image(np.asarray(image), "region_fusion")
+  image = checks.finite(checks.float_image(np.asarray(image), "region_fusion"), "region_fusion")
   lam = float(lam)
   if not np.isfinite(lam) or lam < 0:
     raise ValueError(f"region_fusion needs a finite lam >= 0, got {lam}")
@@ -297,9 +297,11 @@ def region_fusion_batch(images: np.ndarray, *, lam: float = 0.02,
                         num_passes: int = 100) -> np.ndarray:
   """`region_fusion` of each image of a (B, H, W, C) batch → (B, H, W, C) float32.
 
-  The solves run on one thread per core and equal those of one image at a time.
+  The solves run on one thread per core and equal those of one image at a time. Raises as
+  `region_fusion` does.
   """
-  images = checks.float_image(np.asarray(images), "region_fusion_batch", ndim=4)
+  images = checks.finite(checks.float_image(np.asarray(images), "region_fusion_batch", ndim=4),
+                         "region_fusion_batch")
   out = np.empty(images.shape, np.float32)
 
   def solve(b):

@@ -37,6 +37,20 @@ def test_integer_images_are_refused(call):
     call(U8)
 
 
+@pytest.mark.parametrize("call", [
+    lambda x: region_fusion(x),
+    lambda x: region_fusion_batch(x[None]),
+    lambda x: l0_fft.l0_smooth_each(x[None]),
+])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_host_entry_points_refuse_nan_and_infinite_pixels(call, value):
+  # One such pixel turned 255 of 256 Region Fusion pixels (all of the FFT solver's) into NaN.
+  x = X.copy()
+  x[3, 3, 0] = value
+  with pytest.raises(ValueError, match="holds 1 NaN or infinite values"):
+    call(x)
+
+
 def test_l0_smooth_refuses_empty_images_nonfinite_lambda_and_batched_lambda():
   with pytest.raises(ValueError, match="empty image"):
     dipl0_jax.l0_smooth(np.zeros((0, 4, 3), np.float32))
