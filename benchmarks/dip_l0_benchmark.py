@@ -13,16 +13,15 @@ from absl import app, flags
 from benchmarks import measure, timing
 from launch import cli
 
-_CHANNELS = flags.DEFINE_integer("channels", 128, "Generator channels per scale.")
+_CHANNELS = flags.DEFINE_integer("channels", 128, "Generator channels per scale.", lower_bound=1)
 _SIZES = flags.DEFINE_list("sizes", ["128x128", "256x256", "512x384"], "W×H sizes.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls (the median is reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls (the median is reported).",
+                                lower_bound=1)
 _JSON = flags.DEFINE_string("json", "results/dip_l0_benchmark.json", "Where to write results.")
 
 
 def run():
   sizes = timing.parse_sizes(_SIZES.value)
-  timing.at_least("repeats", _REPEATS.value)
-  timing.at_least("channels", _CHANNELS.value)
   timing.check_outputs(_JSON.value)
   config = measure.dip_l0_config(_CHANNELS.value)
   rows = []

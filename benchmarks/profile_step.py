@@ -36,10 +36,10 @@ from dipl0_jax import admm
 from launch import cli
 
 _SIZE = flags.DEFINE_string("size", "256x256", "WIDTHxHEIGHT of the synthetic image.")
-_CHANNELS = flags.DEFINE_integer("channels", 32, "Generator channels per scale.")
-_SCALES = flags.DEFINE_integer("scales", 5, "Generator scales.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Traced steps (after one warm-up).")
-_TOP = flags.DEFINE_integer("top", 15, "How many single operations to list.")
+_CHANNELS = flags.DEFINE_integer("channels", 32, "Generator channels per scale.", lower_bound=1)
+_SCALES = flags.DEFINE_integer("scales", 5, "Generator scales.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 5, "Traced steps (after one warm-up).", lower_bound=1)
+_TOP = flags.DEFINE_integer("top", 15, "How many single operations to list.", lower_bound=0)
 _JSON = flags.DEFINE_string("json", "benchmarks/results/profile_step.json", "JSON file.")
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+(?: \S+)*? ([\w\-]+)\(")
@@ -171,9 +171,6 @@ def _trace_events(directory: str) -> list[dict]:
 
 def run():
   width, height = timing.parse_size(_SIZE.value)
-  for flag in ("channels", "scales", "steps"):
-    timing.at_least(flag, flags.FLAGS[flag].value)
-  timing.at_least("top", _TOP.value, 0)
   timing.check_outputs(_JSON.value)
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, _SCALES.value),
                                outer_iters=1, inner_iters=1, inner_unroll=1)

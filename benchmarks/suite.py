@@ -40,11 +40,13 @@ QUICK = {"sizes": ["64x48", "96x64"], "channels": 16, "repeats": 1}
 _SIZES = flags.DEFINE_list("sizes", ["320x240", "512x384", "640x480", "1280x720"],
                            "W×H sizes.")
 _METHODS = flags.DEFINE_list("methods", list(METHODS), f"Methods, of {', '.join(METHODS)}.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per cell (the median is reported).")
-_CHANNELS = flags.DEFINE_integer("channels", 128, "dip/dip_l0: generator channels per scale.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per cell (the median is reported).",
+                                lower_bound=1)
+_CHANNELS = flags.DEFINE_integer("channels", 128, "dip/dip_l0: generator channels per scale.",
+                                 lower_bound=1)
 _LAMBDA = flags.DEFINE_float("lambda_", 0.02, "l0_fft/l0_rf: λ.")
 _KAPPA = flags.DEFINE_float("kappa", 2.0, "l0_fft: κ.")
-_PASSES = flags.DEFINE_integer("num_passes", 100, "l0_rf: Region Fusion passes K.")
+_PASSES = flags.DEFINE_integer("num_passes", 100, "l0_rf: Region Fusion passes K.", lower_bound=1)
 _JSON = flags.DEFINE_string("json", "benchmarks/results/suite.json", "Where to write the JSON.")
 _PLOT = flags.DEFINE_string("plot", "benchmarks/results/suite.png",
                             "Where to write the plot ('' for none).")
@@ -193,15 +195,9 @@ def run():
     return
   from benchmarks import timing
 
-  unknown = sorted(set(_METHODS.value) - set(METHODS))
-  if unknown:
-    raise cli.UsageError(f"unknown --methods {','.join(unknown)}: choose from "
-                         f"{', '.join(METHODS)}")
+  timing.check_choices("methods", _METHODS.value, METHODS)
   sizes = _setting("sizes")
   timing.parse_sizes(sizes)  # fail before the first cell, not in it
-  for name in ("repeats", "channels"):
-    timing.at_least(name, _setting(name))
-  timing.at_least("num_passes", _PASSES.value)
   timing.check_l0(_LAMBDA.value, _KAPPA.value)
   timing.check_outputs(_JSON.value, _PLOT.value)
   machine = timing.machine()

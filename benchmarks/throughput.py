@@ -31,10 +31,13 @@ from launch import cli
 
 _SIZE = flags.DEFINE_string("size", "128x128", "Image size WxH.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4"], "Batch sizes.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).")
-_CHANNELS = flags.DEFINE_integer("channels", 128, "dip_l0 generator channels per scale.")
-_SCALES = flags.DEFINE_integer("scales", 5, "dip_l0 generator scales.")
-_INNER = flags.DEFINE_integer("inner_iters", 25, "dip_l0 Adam steps per outer iteration.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).",
+                                lower_bound=1)
+_CHANNELS = flags.DEFINE_integer("channels", 128, "dip_l0 generator channels per scale.",
+                                 lower_bound=1)
+_SCALES = flags.DEFINE_integer("scales", 5, "dip_l0 generator scales.", lower_bound=1)
+_INNER = flags.DEFINE_integer("inner_iters", 25, "dip_l0 Adam steps per outer iteration.",
+                              lower_bound=1)
 _METHODS = flags.DEFINE_list("methods", ["l0", "region_fusion", "dip_l0"],
                              "Which of l0, region_fusion, dip_l0 to time.")
 _JSON = flags.DEFINE_string("json", "results/throughput.json", "Where to write the results.")
@@ -77,14 +80,9 @@ def dip_l0_row(images: np.ndarray, mesh, repeats: int, config: admm.DipL0Config)
 
 
 def run():
-  unknown = set(_METHODS.value) - {"l0", "region_fusion", "dip_l0"}
-  if unknown:
-    raise cli.UsageError(f"unknown --methods {','.join(sorted(unknown))}: choose from l0, "
-                         "region_fusion, dip_l0")
-  batches = timing.parse_ints(_BATCHES.value, "batches")
+  timing.check_choices("methods", _METHODS.value, ("l0", "region_fusion", "dip_l0"))
+  batches = timing.parse_numbers(_BATCHES.value, "batches")
   w, h = timing.parse_size(_SIZE.value)
-  for flag in ("repeats", "channels", "scales", "inner_iters"):
-    timing.at_least(flag, flags.FLAGS[flag].value)
   timing.check_outputs(_JSON.value)
   n = _SCALES.value
   config = dataclasses.replace(measure.dip_l0_config(_CHANNELS.value, n),
@@ -106,7 +104,7 @@ def run():
       dip_l0 += f", {pool} for its Region Fusion callbacks"
   print(f"{w}×{h}, {mesh.size} device(s){dip_l0}")
   reference = 1 if 1 in batches else batches[0]
-  width = max(len("method"), *map(len, _METHODS.value))
+  width = max(len(m) for m in ["method", *_METHODS.value])
   print(f"{'method':>{width}} {'batch':>5} {'padded':>6} {'compile s':>9} {'s / call':>9} "
         f"{'images/s':>9}")
   rows = []

@@ -35,13 +35,16 @@ from launch import cli, datasets
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data/nks", "NKS dataset folder.")
 _PRESETS = flags.DEFINE_list("presets", ["fast"], "DIP-ℓ0 presets (admm.PRESETS).")
 _SECONDS = flags.DEFINE_float("seconds", 120.0, "Most solve seconds per image and preset.")
-_LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images of the subset.")
+_LIMIT = flags.DEFINE_integer("limit", None, "Only the first N images of the subset.",
+                              lower_bound=1)
 _EVERY = flags.DEFINE_integer("score_every", 1, "Finish and score every N-th iteration (and "
-                              "the last): the finishing steps are not timed, but take time.")
+                              "the last): the finishing steps are not timed, but take time.",
+                              lower_bound=1)
 _MARKS = flags.DEFINE_list("marks", ["15", "30", "60", "90", "120"],
                            "Seconds at which the table reports the mean PSNR.")
 _JSON = flags.DEFINE_string("json", "benchmarks/results/time_to_quality.json", "JSON output.")
-_PLOT = flags.DEFINE_string("plot", "benchmarks/results/time_to_quality.png", "PNG output.")
+_PLOT = flags.DEFINE_string("plot", "benchmarks/results/time_to_quality.png",
+                            "PNG output ('' for none).")
 
 
 def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: float,
@@ -90,17 +93,6 @@ def _mean_at(curves: dict, t: float, budget: float) -> float | None:
   return float(np.mean([_at(c, t) for c in curves.values()])) if t <= budget else None
 
 
-def _marks(values: list[str]) -> list[float]:
-  """--marks as seconds ≥ 0, or UsageError."""
-  try:
-    marks = [float(m) for m in values]
-  except ValueError:
-    raise cli.UsageError(f"--marks={','.join(values)}: want seconds separated by commas") from None
-  if not all(m >= 0 for m in marks):
-    raise cli.UsageError(f"--marks={','.join(values)}: seconds must be ≥ 0")
-  return marks
-
-
 def _pairs(data_dir: str, limit: int | None) -> list:
   """The subset's (input, ground truth) pairs, or UsageError when there are none."""
   try:
@@ -119,16 +111,10 @@ def _at(curve: dict, t: float) -> float:
 
 
 def run():
-  timing.at_least("score_every", _EVERY.value)
-  if _LIMIT.value is not None:
-    timing.at_least("limit", _LIMIT.value)
   if not _SECONDS.value > 0:
     raise cli.UsageError(f"--seconds={_SECONDS.value:g}: must be > 0")
-  unknown = [p for p in _PRESETS.value if p not in admm.PRESETS]
-  if unknown:
-    raise cli.UsageError(f"unknown --presets {','.join(unknown)}: choose from "
-                         f"{', '.join(admm.PRESETS)}")
-  marks = _marks(_MARKS.value)
+  timing.check_choices("presets", _PRESETS.value, tuple(admm.PRESETS))
+  marks = timing.parse_numbers(_MARKS.value, "marks", float, low=0)
   pairs = _pairs(_DATA_DIR.value, _LIMIT.value)
   timing.check_outputs(_JSON.value, _PLOT.value)
   cli.use_compilation_cache()
@@ -157,8 +143,9 @@ def run():
   print(f"(input: {inputs:.2f} dB; {len(pairs)} images)")
   with image_io.atomic_file(_JSON.value, "w") as f:
     json.dump(results, f, indent=1)
-  _plot(results, inputs)
-  print(f"wrote {_JSON.value}, {_PLOT.value}")
+  if _PLOT.value:
+    _plot(results, inputs)
+  print(f"wrote {', '.join(p for p in (_JSON.value, _PLOT.value) if p)}")
 
 
 def _plot(results: dict, inputs: float) -> None:

@@ -17,7 +17,6 @@ from PIL import Image
 
 from dipl0_jax import image_io
 from launch import cli
-from launch.cli import UsageError
 
 
 def call_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[float]:
@@ -87,9 +86,9 @@ def parse_size(size: str, flag: str = "size") -> tuple[int, int]:
   try:
     w, h = (int(v) for v in size.lower().replace("×", "x").split("x"))
   except ValueError:
-    raise UsageError(f"--{flag}={size}: want WIDTHxHEIGHT, e.g. 640x480") from None
+    raise cli.UsageError(f"--{flag}={size}: want WIDTHxHEIGHT, e.g. 640x480") from None
   if w < 1 or h < 1:
-    raise UsageError(f"--{flag}={size}: width and height must be ≥ 1")
+    raise cli.UsageError(f"--{flag}={size}: width and height must be ≥ 1")
   return w, h
 
 
@@ -98,33 +97,37 @@ def parse_sizes(sizes: list[str], flag: str = "sizes") -> list[tuple[int, int]]:
   return [parse_size(size, flag) for size in sizes]
 
 
-def at_least(flag: str, value: int, low: int = 1) -> int:
-  """value, or UsageError naming --flag when it is below low."""
-  if value < low:
-    raise UsageError(f"--{flag}={value}: must be ≥ {low}")
-  return value
-
-
-def parse_ints(values: list[str], flag: str, low: int = 1) -> list[int]:
-  """The integers of a list flag, each ≥ low, or UsageError naming --flag."""
+def parse_numbers(values: list[str], flag: str, kind: type = int, low: float = 1) -> list:
+  """The numbers of a non-empty list flag, each of `kind` and ≥ low, or UsageError naming --flag."""
+  text = ",".join(values)
   try:
-    numbers = [int(v) for v in values]
+    numbers = [kind(v) for v in values]
   except ValueError:
-    raise UsageError(f"--{flag}={','.join(values)}: want integers separated by commas") from None
-  for n in numbers:
-    at_least(flag, n, low)
+    raise cli.UsageError(f"--{flag}={text}: want {kind.__name__}s separated by commas") from None
+  if not numbers or not all(n >= low for n in numbers):
+    raise cli.UsageError(f"--{flag}={text}: want one or more, each ≥ {low:g}")
   return numbers
+
+
+def check_choices(flag: str, values: list[str], choices: tuple[str, ...]) -> None:
+  """UsageError unless the list flag names one or more of `choices`."""
+  unknown = [v for v in values if v not in choices]
+  if unknown or not values:
+    raise cli.UsageError(f"--{flag}={','.join(values)}: choose one or more of {', '.join(choices)}")
 
 
 def check_l0(lam: float, kappa: float) -> None:
   """UsageError unless --lambda_ > 0 and --kappa > 1 (a finite count of FFT solver steps)."""
   if not (lam > 0 and kappa > 1 and math.isfinite(lam) and math.isfinite(kappa)):
-    raise UsageError(f"--lambda_={lam:g} --kappa={kappa:g}: want a finite λ > 0 and κ > 1")
+    raise cli.UsageError(f"--lambda_={lam:g} --kappa={kappa:g}: want a finite λ > 0 and κ > 1")
 
 
-def check_outputs(*paths: str) -> None:
-  """UsageError unless every non-empty path can be written, checked before any timing."""
-  for path in paths:
+def check_outputs(json_path: str, *optional: str) -> None:
+  """UsageError unless --json names a file that can be written, and so can each non-empty
+  `optional` path ('' for none): checked before any timing."""
+  if not json_path:
+    raise cli.UsageError("--json is empty: name the JSON file to write")
+  for path in (json_path, *optional):
     if path:
       cli.check_writable(path)
 

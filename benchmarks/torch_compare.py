@@ -51,7 +51,8 @@ from launch import cli
 
 _SIZES = flags.DEFINE_list("sizes", ["256x256", "512x384"], "W×H sizes.")
 _CHANNELS = flags.DEFINE_list("channels", ["128", "32"], "Generator channels per scale.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Blocks of each side (medians are reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Blocks of each side (medians are reported).",
+                                lower_bound=1)
 _BLOCK = flags.DEFINE_integer("block", 2, "Consecutive steps of one side per block; when > 1, "
                               "the first of each block is not timed.", lower_bound=1)
 _THREADS = flags.DEFINE_integer("threads", None, "Threads for both (default: all CPUs).")
@@ -136,8 +137,7 @@ def _torch_matmul_flops_per_s(n: int = 3072, repeats: int = 7) -> float:
 
 def run():
   sizes = timing.parse_sizes(_SIZES.value)
-  channels_list = timing.parse_ints(_CHANNELS.value, "channels")
-  timing.at_least("repeats", _REPEATS.value)
+  channels_list = timing.parse_numbers(_CHANNELS.value, "channels")
   timing.check_outputs(_JSON.value)
   threads = _use_threads(_THREADS.value)
   machine = timing.machine()

@@ -214,14 +214,15 @@ def l0_smooth_each(images: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: fl
   on CPU), but calls from several threads at once. 512×384, 2 cores (`benchmarks.throughput
   --methods=l0`): 18.8–19.7 images/s at batches 2 and 4 against 11.5–11.9 with one program a
   batch, the same outputs bit for bit (README "Batch throughput"). Not for use under `jit`.
-  Raises TypeError or ValueError on a batch that is not float (B, H, W, C) or holds NaN or
-  infinite values (`checks`).
+  Raises TypeError or ValueError on a batch that is not float (B, H, W, C), or a NumPy batch
+  that holds NaN or infinite values (`checks`).
   """
+  if isinstance(images, np.ndarray):
+    checks.finite(images, "l0_smooth_each")
   if mesh is not None:
     return np.asarray(l0_smooth_batch(images, lam=lam, kappa=kappa, beta_max=beta_max,
                                       mesh=mesh))
-  images = checks.finite(checks.float_image(np.asarray(images), "l0_smooth_each", ndim=4),
-                         "l0_smooth_each")
+  images = checks.float_image(np.asarray(images), "l0_smooth_each", ndim=4)
   out = [None] * len(images)
 
   def solve(b):

@@ -280,7 +280,7 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
     ValueError: if `image` is not 3-D, is empty, holds NaN or infinite values or has more
       than 2²⁷ pixels, `lam` is negative or not finite, or `num_passes` is not an integer ≥ 1.
   """
-  image = checks.finite(checks.float_image(np.asarray(image), "region_fusion"), "region_fusion")
+  image = checks.float_image(np.asarray(image), "region_fusion")
   lam = float(lam)
   if not np.isfinite(lam) or lam < 0:
     raise ValueError(f"region_fusion needs a finite lam >= 0, got {lam}")
@@ -288,6 +288,7 @@ def region_fusion(image: np.ndarray, *, lam: float = 0.02, num_passes: int = 100
     raise ValueError(f"region_fusion needs an integer num_passes >= 1, got {num_passes}")
   if image.shape[0] * image.shape[1] > _MAX_PIXELS:
     raise ValueError(f"region_fusion handles at most {_MAX_PIXELS} pixels, got {image.shape}")
+  checks.finite(image, "region_fusion")
   if lam == 0:
     return image.astype(np.float32)
   return _fuse(np.ascontiguousarray(image, np.float32), lam, int(num_passes))
@@ -318,9 +319,9 @@ def _prox_host(x: np.ndarray, weight: np.ndarray, num_passes: int) -> np.ndarray
   out = np.empty_like(x)
 
   def solve(b):
-    # Exceptions must not escape a pure_callback, so bad weights are mapped to outputs:
-    # NaN flags a non-finite weight, and weight ≤ 0 is the identity (the prox of 0).
-    if not np.isfinite(weight[b]):
+    # Exceptions must not escape a pure_callback, so bad input is mapped to outputs: NaN
+    # flags a non-finite weight or x (a diverged iterate), weight ≤ 0 is the identity.
+    if not (np.isfinite(weight[b]) and np.isfinite(x[b]).all()):
       out[b] = np.nan
     else:
       out[b] = region_fusion(x[b], lam=max(float(weight[b]), 0.0), num_passes=num_passes)

@@ -50,7 +50,8 @@ def use_compilation_cache() -> None:
 
 def main(run: Callable[[], None], *before: Callable[[], None]) -> Callable[[list[str]], None]:
   """An absl `main` that calls each of `before` then run(), reporting UsageError in one line
-  (exit 2) and a second Ctrl-C as "aborted" (exit 130)."""
+  (exit 2) and a KeyboardInterrupt as "aborted" (exit 130; the launchers take the first Ctrl-C
+  themselves, to stop after the current iteration)."""
 
   def absl_main(argv: list[str]) -> None:
     if len(argv) > 1:

@@ -33,16 +33,20 @@ def test_throughput_times_every_method_and_batch(tmp_path):
 
 
 BAD_INPUT = [
-    ("benchmarks.throughput", "--methods=l0,nope", "unknown --methods nope"),
+    ("benchmarks.throughput", "--methods=l0,nope", "--methods=l0,nope: choose one or more of"),
+    ("benchmarks.throughput", "--methods=", "--methods=: choose one or more of"),
     ("benchmarks.throughput", "--batches=1,x", "--batches=1,x"),
+    ("benchmarks.throughput", "--batches=", "--batches=: want one or more"),
     ("benchmarks.throughput", "--repeats=0", "--repeats=0"),
     ("benchmarks.l0_benchmark", "--kappa=1", "--kappa=1"),
+    ("benchmarks.l0_benchmark", "--json=", "--json is empty"),
     ("benchmarks.suite", "--sizes=320x240,64x", "--sizes=64x"),
     ("benchmarks.suite", "--sizes=0x48", "--sizes=0x48"),
     ("benchmarks.profile_step", "--steps=0", "--steps=0"),
     ("benchmarks.dip_l0_benchmark", "--sizes=abc", "--sizes=abc"),
-    ("benchmarks.time_to_quality", "--presets=fast,nope", "unknown --presets nope"),
+    ("benchmarks.time_to_quality", "--presets=fast,nope", "--presets=fast,nope"),
     ("benchmarks.time_to_quality", "--limit=0", "--limit=0"),
+    ("benchmarks.time_to_quality", "--marks=15,x", "--marks=15,x"),
     ("benchmarks.time_to_quality", "--data_dir=/nonexistent", "/nonexistent"),
 ]
 
@@ -50,11 +54,22 @@ BAD_INPUT = [
 @pytest.mark.parametrize("module, flag, message", BAD_INPUT)
 def test_benchmarks_refuse_bad_input_in_one_line_before_any_work(tmp_path, module, flag, message):
   out = tmp_path / "out.json"
-  done = bench(module, flag, f"--json={out}")
+  done = bench(module, f"--json={out}", flag)  # the flag last, so `--json=` overrides
   assert done.returncode == 2, done.stderr
   assert done.stderr.startswith("error: ") and message in done.stderr, done.stderr
   assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+  assert done.stdout == ""  # refused before printing a header or timing anything
   assert not out.exists()
+
+
+def test_suite_reports_a_failed_cell_and_exits_with_one(tmp_path):
+  out = tmp_path / "suite.json"
+  done = bench("benchmarks.suite", "--methods=dip", "--sizes=8x8", "--channels=4", "--repeats=1",
+               "--plot=", f"--json={out}")
+  assert done.returncode == 1
+  assert "error: 1 cell(s) failed: dip 8×8" in done.stderr
+  (row,) = json.loads(out.read_text())["rows"]  # the other cells' results are still written
+  assert "H, W ≥ 17" in row["error"]
 
 
 def test_benchmarks_check_their_output_path_before_timing(tmp_path):

@@ -51,6 +51,16 @@ def test_host_entry_points_refuse_nan_and_infinite_pixels(call, value):
     call(x)
 
 
+def test_region_fusion_prox_maps_a_nonfinite_iterate_to_nan_under_jit():
+  # Inside a callback an exception would abort the program: a diverged iterate gives NaN.
+  x = X.copy()
+  x[3, 3, 0] = np.nan
+  out = np.asarray(jax.jit(region_fusion_prox)(x, 0.1))
+  assert np.isnan(out).all()
+  finite = np.asarray(jax.jit(region_fusion_prox)(X, 0.1))
+  np.testing.assert_array_equal(finite, region_fusion(X, lam=0.1, num_passes=50))
+
+
 def test_l0_smooth_refuses_empty_images_nonfinite_lambda_and_batched_lambda():
   with pytest.raises(ValueError, match="empty image"):
     dipl0_jax.l0_smooth(np.zeros((0, 4, 3), np.float32))
