@@ -17,11 +17,13 @@ Seconds exclude compilation, which happens once per image size and preset and is
 in the launchers' persistent compilation cache (`launch.cli.use_compilation_cache`): the first
 iteration's time, minus the second's, is reported apart as the compile time (the finishing
 step is compiled before the clock starts). A mark past --seconds has no score (blank in the
-table, null in the JSON).
+table, null in the JSON). Ctrl-C keeps the images that finished: their table, JSON and plot
+are written ("interrupted": true) before the run ends with "aborted".
 """
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -120,27 +122,44 @@ def run():
   cli.use_compilation_cache()
   results = {"machine": timing.machine(), "images": [p.name for p in pairs],
              "seconds_budget": _SECONDS.value, "presets": {}}
-  for preset in _PRESETS.value:
-    config = admm.PRESETS[preset]
-    curves = {}
-    for pair in pairs:
-      image, gt = image_io.read_image(pair.input), image_io.read_image(pair.gt)
-      curves[pair.name] = curve = _curve(config, image, gt, _SECONDS.value, _EVERY.value)
-      print(f"{preset} {pair.name} ({image.shape[1]}×{image.shape[0]}): compile "
-            f"{curve['compile_seconds']:.1f} s, {curve['iterations'][-1]} iterations in "
-            f"{curve['seconds'][-1]:.1f} s (finishing step {np.median(curve['finish_seconds']):.2f}"
-            f" s), PSNR {curve['input_psnr']:.2f} -> {curve['psnr'][-1]:.2f} dB", flush=True)
-    means = {m: _mean_at(curves, m, _SECONDS.value) for m in marks}
-    results["presets"][preset] = {"curves": curves, "mean_psnr_at": means}
+  try:
+    for preset in _PRESETS.value:
+      curves = results["presets"].setdefault(preset, {"curves": {}})["curves"]
+      for pair in pairs:
+        image, gt = image_io.read_image(pair.input), image_io.read_image(pair.gt)
+        curve = _curve(admm.PRESETS[preset], image, gt, _SECONDS.value, _EVERY.value)
+        curves[pair.name] = curve
+        print(f"{preset} {pair.name} ({image.shape[1]}×{image.shape[0]}): compile "
+              f"{curve['compile_seconds']:.1f} s, {curve['iterations'][-1]} iterations in "
+              f"{curve['seconds'][-1]:.1f} s (finishing step "
+              f"{np.median(curve['finish_seconds']):.2f} s), PSNR {curve['input_psnr']:.2f} -> "
+              f"{curve['psnr'][-1]:.2f} dB", flush=True)
+  except KeyboardInterrupt:
+    # Keep what finished: a full run takes an hour, and each image's curve is complete.
+    results["interrupted"] = True
+    results["presets"] = {k: r for k, r in results["presets"].items() if r["curves"]}
+    if not results["presets"]:
+      raise
+  _report(results, marks)
+  if results.get("interrupted"):
+    print(f"interrupted: {_JSON.value} holds the curves of the images that finished",
+          file=sys.stderr)
+    raise KeyboardInterrupt
+
+
+def _report(results: dict, marks: list[float]) -> None:
+  """Adds each preset's mean PSNR at the marks, prints the table, writes the JSON and plot."""
+  for r in results["presets"].values():
+    r["mean_psnr_at"] = {m: _mean_at(r["curves"], m, results["seconds_budget"]) for m in marks}
   results["machine"]["load_after"] = os.getloadavg()
-  print("\n| preset | " + " | ".join(f"{m:g} s" for m in marks) + " |")
-  print("|---|" + "---|" * len(marks))
+  print("\n| preset | images | " + " | ".join(f"{m:g} s" for m in marks) + " |")
+  print("|---|---|" + "---|" * len(marks))
   for preset, r in results["presets"].items():
     cells = ["" if r["mean_psnr_at"][m] is None else f"{r['mean_psnr_at'][m]:.2f}" for m in marks]
-    print(f"| {preset} | " + " | ".join(cells) + " |")
+    print(f"| {preset} | {len(r['curves'])} | " + " | ".join(cells) + " |")
   inputs = np.mean([c["input_psnr"] for r in results["presets"].values()
                     for c in r["curves"].values()])
-  print(f"(input: {inputs:.2f} dB; {len(pairs)} images)")
+  print(f"(input: {inputs:.2f} dB)")
   with image_io.atomic_file(_JSON.value, "w") as f:
     json.dump(results, f, indent=1)
   if _PLOT.value:

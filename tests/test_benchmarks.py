@@ -2,10 +2,13 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,3 +96,31 @@ def test_suite_quick_runs_each_cell_in_its_own_process(tmp_path):
   assert [(r["method"], r["width"], r["height"]) for r in rows] == [
       ("l0_fft", 64, 48), ("l0_fft", 96, 64), ("l0_rf", 64, 48), ("l0_rf", 96, 64)]
   assert all(r["solve_s"] > 0 and r["peak_rss_bytes"] >= r["rss_before_bytes"] > 0 for r in rows)
+
+
+def test_time_to_quality_keeps_the_finished_images_on_ctrl_c(tmp_path):
+  # Two NKS-style structures of 64×48 pixels; Ctrl-C once the first image's curve is done.
+  rng = np.random.default_rng(0)
+  for folder, names in (("validation", ("S1_T1", "S2_T1")), ("gt", ("S1", "S2"))):
+    (tmp_path / folder).mkdir()
+    for name in names:
+      pixels = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+      Image.fromarray(pixels).save(tmp_path / folder / f"{name}.png")
+  out = tmp_path / "ttq.json"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "benchmarks.time_to_quality", f"--data_dir={tmp_path}",
+       "--seconds=600", "--marks=1", f"--json={out}", "--plot="],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  lines = []
+  for line in proc.stdout:  # the first image runs all of the preset's iterations
+    lines.append(line)
+    if line.startswith("fast S1_T1"):
+      proc.send_signal(signal.SIGINT)
+      break
+  stdout, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 130, "".join(lines) + stdout + stderr
+  assert stderr.strip().endswith("aborted")
+  result = json.loads(out.read_text())
+  assert result["interrupted"] is True
+  assert list(result["presets"]["fast"]["curves"]) == ["S1_T1"]
+  assert result["presets"]["fast"]["mean_psnr_at"]["1.0"] is not None
