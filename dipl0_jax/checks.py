@@ -26,14 +26,14 @@ def float_image(x, name: str, *, ndim: int = 3):
 def finite(x: np.ndarray, name: str) -> np.ndarray:
   """Raises ValueError if host array x holds NaN or ±inf; returns x unchanged.
 
-  One such pixel spreads over nearly the whole result of an ℓ0 solve (Region Fusion merges it
-  into its neighbours, the FFT solver into every frequency). Jitted entry points cannot check
-  values: their NaN inputs give NaN outputs.
+  One such value can spread over the whole result of an ℓ0 solve: the FFT solver spreads it
+  over every pixel of its channel, Region Fusion over the region it merges into. Jitted entry
+  points cannot check values: their NaN inputs give NaN outputs.
   """
   ok = np.isfinite(x)
   if not ok.all():
     raise ValueError(f"{name}: the image holds {ok.size - np.count_nonzero(ok)} NaN or "
-                     "infinite values (they would spread over the whole result)")
+                     "infinite values (they can spread over the whole result)")
   return x
 
 

@@ -44,7 +44,8 @@ def test_integer_images_are_refused(call):
 ])
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_host_entry_points_refuse_nan_and_infinite_pixels(call, value):
-  # One such pixel turned 255 of 256 Region Fusion pixels (all of the FFT solver's) into NaN.
+  # One NaN value made every pixel of the FFT solver's result NaN in its channel, and 1 to 256
+  # of 256 Region Fusion pixels NaN, depending on the image.
   x = X.copy()
   x[3, 3, 0] = value
   with pytest.raises(ValueError, match="holds 1 NaN or infinite values"):
