@@ -77,7 +77,7 @@ def _run_cell(method: str, width: int, height: int) -> dict:
     r = measure.l0_fft_solve(image, lam=_LAMBDA.value, kappa=_KAPPA.value, repeats=repeats)
     row.update(compile_s=r["compile_s"], solve_s=r["solve_s"], step="β iteration (mean)",
                steps_per_solve=r["iterations"], step_s=r["solve_s"] / r["iterations"],
-               solve="measured")
+               solve="measured: l0_smooth_host", jit_solve_s=r["jit_solve_s"])
   elif method == "l0_rf":
     r = measure.region_fusion_solve(image, lam=_LAMBDA.value, num_passes=_PASSES.value,
                                     repeats=repeats)

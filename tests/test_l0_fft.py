@@ -151,6 +151,49 @@ def test_smooth_each_equals_one_image_at_a_time_exactly():
     l0_fft.l0_smooth_each(images[0])
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 6, 3), (5, 1, 2), (2, 2, 3), (33, 35, 2),
+                                   (48, 64, 3)])
+def test_host_solve_equals_jitted_solve_where_ffts_stay_on_one_thread(shape):
+  # Small transforms are not split over threads, so the in-place host loop must reproduce
+  # `l0_smooth` exactly: the same arithmetic in the same order.
+  image = _test_image(shape, seed=3)
+  for lam, kappa, beta_max in ((0.02, 2.0, 1e5), (0.005, 3.0, 1e4), (0.0, 2.0, 1e5)):
+    one = jax.jit(lambda x, lam=lam, kappa=kappa, beta_max=beta_max: dipl0_jax.l0_smooth(
+        x, lam=lam, kappa=kappa, beta_max=beta_max))
+    host = l0_fft.l0_smooth_host(image, lam=lam, kappa=kappa, beta_max=beta_max)
+    assert host.shape == shape and host.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(host), np.asarray(one(image)))
+  np.testing.assert_array_equal(np.asarray(l0_fft.l0_smooth_host(image, lam=0.0)), image)
+
+
+def test_host_solve_refuses_what_l0_smooth_refuses():
+  image = _test_image((8, 8, 3))
+  with pytest.raises(ValueError, match="kappa > 1"):
+    l0_fft.l0_smooth_host(image, kappa=1.0)
+  with pytest.raises(ValueError, match="finite lam"):
+    l0_fft.l0_smooth_host(image, lam=float("nan"))
+  with pytest.raises(ValueError, match="H, W, C"):
+    l0_fft.l0_smooth_host(image[..., 0])
+  with pytest.raises(TypeError):
+    l0_fft.l0_smooth_host(image.astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280)])
+def test_host_loop_has_no_split_instruction(size):
+  # The host loop keeps its FFTs on the calling thread (and so split over the cores, the same
+  # way on every call) only while nothing before or inside the loop is split over XLA's pool:
+  # after such an instruction the program goes on on a pool thread, whose FFTs run on one
+  # thread and round differently. Compiled only, at the sizes where XLA splits large arrays.
+  image = jax.ShapeDtypeStruct((*size, 3), np.float32)
+  buffers = jax.eval_shape(l0_fft._host_setup, image)
+  hlo = l0_fft._host_loop_jit.lower(np.float32(0.02), *buffers, kappa=2.0,
+                                    beta_max=1e5).compile().as_text()
+  before_loop_end = hlo[:hlo.index(" while(")]
+  assert hlo.count(" fft(") >= 2 and "dynamic-update-slice" in before_loop_end
+  assert "outer_dimension_partitions" not in before_loop_end
+  assert " copy(" not in hlo[hlo.index("ENTRY"):hlo.index(" while(")]
+
+
 def test_zero_lambda_returns_input():
   image = _test_image((16, 20, 3))
   np.testing.assert_array_equal(np.asarray(dipl0_jax.l0_smooth(image, lam=0.0)), image)
