@@ -40,8 +40,13 @@ def use_compilation_cache() -> None:
 
   Compiling a generator's training step takes 10–140 s on a 2-core CPU, often longer than
   the solve. The cache is ~/.cache/dipl0_jax/xla (or $XDG_CACHE_HOME/dipl0_jax/xla) unless
-  JAX_COMPILATION_CACHE_DIR names another folder.
+  JAX_COMPILATION_CACHE_DIR names another folder. It keeps programs that took 0.1 s or more
+  to compile (JAX's default, 1 s, left out the FFT ℓ0 solve's two programs, 0.13 and 0.3 s:
+  `launch.run --method=l0` on the shipped picture then spent 0.43–0.47 s compiling on every
+  run, 0.10–0.13 s with them cached), unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says.
   """
+  if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
