@@ -10,8 +10,10 @@ solves at a lower resolution, and refined when it has a finishing step) after ev
 iteration. Nothing in an ADMM iteration depends on the planned number of iterations, so the
 score after iteration k is exactly what `--outer_iters=k` gives: one run traces the whole
 curve (every --score_every-th point of it). The seconds of iteration k are the solve's up to
-k plus one finishing step (the finishing steps of earlier iterations and the scoring are not
-counted). A run stops at the preset's iteration count or when its seconds pass --seconds.
+k plus the median of the image's finishing steps (the finishing steps of earlier iterations
+and the scoring are not counted; adding each point's own finishing time, which varies, made a
+later point's seconds fall below an earlier one's now and then). A run stops at the preset's
+iteration count or when its seconds pass --seconds.
 
 Seconds exclude compilation, which happens once per image size and preset and is then kept
 in the launchers' persistent compilation cache (`launch.cli.use_compilation_cache`): the first
@@ -63,8 +65,9 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
     solved = time.perf_counter()
     solve_seconds += solved - resumed
     ends.append(solve_seconds)
+    finish = float(np.median(finishes)) if finishes else 0.0
     last = len(ends) == config.outer_iters or (
-        len(ends) > 1 and ends[-1] + (finishes or [0.0])[-1] - _compile_seconds(ends) > budget)
+        len(ends) > 1 and ends[-1] + finish - _compile_seconds(ends) > budget)
     if len(ends) % every == 0 or last:
       out = np.asarray(_finish(image, state.avg[0], config))
       scored.append(len(ends))
@@ -74,9 +77,9 @@ def _curve(config: admm.DipL0Config, image: np.ndarray, gt: np.ndarray, budget: 
     if last:
       break
   compile_s = _compile_seconds(ends) if len(ends) > 1 else 0.0
+  finish = float(np.median(finishes))
   return {"compile_seconds": round(compile_s, 2), "iterations": scored,
-          "seconds": [round(ends[k - 1] + f - compile_s, 3)
-                      for k, f in zip(scored, finishes, strict=True)],
+          "seconds": [round(ends[k - 1] + finish - compile_s, 3) for k in scored],
           "finish_seconds": [round(f, 3) for f in finishes], "psnr": psnrs,
           "input_psnr": float(metrics.psnr(image_io.quantize(image), gt))}
 

@@ -93,7 +93,10 @@ def parse_size(size: str, flag: str = "size") -> tuple[int, int]:
 
 
 def parse_sizes(sizes: list[str], flag: str = "sizes") -> list[tuple[int, int]]:
-  """`parse_size` of every entry of a list flag, so that a bad one fails before any timing."""
+  """`parse_size` of every entry of a non-empty list flag, so that a bad one fails before any
+  timing (an empty list would time nothing and still write its JSON)."""
+  if not sizes:
+    raise cli.UsageError(f"--{flag}=: want one or more W×H sizes")
   return [parse_size(size, flag) for size in sizes]
 
 

@@ -234,23 +234,28 @@ def _host_setup(image: jax.Array) -> tuple[jax.Array, ...]:
   h, w, c = image.shape
   planes = jnp.transpose(image, (2, 0, 1))
   padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
-  return (hartley2(planes), _difference_spectrum(h, w).astype(image.dtype), padded,
-          jnp.zeros((c, h, w), image.dtype), jnp.ones((c, h, w), image.dtype),
+  return (hartley2(planes), _difference_spectrum(h, w).astype(image.dtype), padded, planes,
           jnp.zeros((h + 2, w + 2), image.dtype), jnp.zeros((h + 1, w), image.dtype))
 
 
 def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: jax.Array,
-               div_buf: jax.Array, rhs_buf: jax.Array, keep_buf: jax.Array, inv_buf: jax.Array,
-               *, kappa: float, beta_max: float) -> tuple[jax.Array, list[jax.Array]]:
+               planes_buf: jax.Array, keep_buf: jax.Array, inv_buf: jax.Array, *, kappa: float,
+               beta_max: float) -> tuple[jax.Array, list[jax.Array]]:
   """`l0_smooth`'s loop on `_host_setup`'s buffers → ((H, W, C) result, the buffers)."""
-  _, h, w = h_image.shape
+  c, h, w = h_image.shape
   half = w // 2 + 1
+
+  def divide(numerator, d):
+    # XLA computes `l0_smooth`'s division by the (H, W) denominator as a division for one
+    # plane and as its reciprocal times the numerator for several; the same here, so that
+    # the two solves round alike (`d` is whichever `inv_buf` holds).
+    return numerator / d if c == 1 else numerator * d
 
   def cond(carry):
     return (carry[0] < beta_max) & (lam > 0)
 
   def body(carry):
-    beta, p, div_buf, rhs_buf, keep_buf, inv_buf = carry
+    beta, p, planes_buf, keep_buf, inv_buf = carry
     zero = (beta < 0).astype(jnp.int32)
     # As `_thresholded_divergence`; the mask's differences are negated (the same squares) so
     # that XLA does not share them with the divergence's through a split fusion.
@@ -260,19 +265,22 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
     keep = keep_buf[:h + 1, :w + 1]
     gh = (p[:, :-1, 1:] - p[:, :-1, :-1]) * keep
     gv = (p[:, 1:, :-1] - p[:, :-1, :-1]) * keep
-    div_buf = _put_all(div_buf, (gh[:, 1:, :-1] - gh[:, 1:, 1:]) + (gv[:, :-1, 1:] - gv[:, 1:, 1:]),
-                       zero)
+    div_buf = _put_all(planes_buf,
+                       (gh[:, 1:, :-1] - gh[:, 1:, 1:]) + (gv[:, :-1, 1:] - gv[:, 1:, 1:]), zero)
     # rhs = (𝓗(I) + β 𝓗(div)) / (HW (1 + β |F(∂)|²)), in the column halves `_halves` gives.
     left, mirrored = _halves(div_buf)
-    # 1 / (HW (1 + β |F(∂)|²)), the way XLA computes `l0_smooth`'s division.
-    inv_buf = _put(inv_buf, 1.0 / ((h * w) * (1.0 + beta * spectrum)), (0, 0), zero)
+    # HW (1 + β |F(∂)|²), or its reciprocal (`divide`).
+    scale = (h * w) * (1.0 + beta * spectrum)
+    inv_buf = _put(inv_buf, scale if c == 1 else 1.0 / scale, (0, 0), zero)
     inv = inv_buf[:h]
-    rhs_buf = _put(rhs_buf, (h_image[..., :half] + beta * left) * inv[:, :half], (0, 0, 0), zero)
-    right = jnp.flip(mirrored[..., 1:w - half + 1], -1)
-    rhs_buf = _put(rhs_buf, (h_image[..., half:] + beta * right) * inv[:, half:], (0, 0, half),
+    # The right-hand side overwrites the divergence, which its transform has read.
+    rhs_buf = _put(div_buf, divide(h_image[..., :half] + beta * left, inv[:, :half]), (0, 0, 0),
                    zero)
+    right = jnp.flip(mirrored[..., 1:w - half + 1], -1)
+    rhs_buf = _put(rhs_buf, divide(h_image[..., half:] + beta * right, inv[:, half:]),
+                   (0, 0, half), zero)
     # The DC term of 𝓗(div) set to zero, as in `l0_smooth`.
-    rhs_buf = _put(rhs_buf, h_image[:, :1, :1] * inv[:1, :1], (0, 0, 0), zero)
+    rhs_buf = _put(rhs_buf, divide(h_image[:, :1, :1], inv[:1, :1]), (0, 0, 0), zero)
     # p = `_hartley2_wrapped`(rhs), each piece from its own columns of the spectrum (pieces
     # that share an array make XLA write it out, split).
     f = jnp.fft.rfft2(rhs_buf)
@@ -289,10 +297,9 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
     p = _put(p, jnp.flip(mirrored_cols(1, w - half + 1), -1), (0, 0, half + 1), zero)
     p = _put(p, left_cols(w - 1, w) if w - 1 < half else mirrored_cols(1, 2), (0, 0, 0), zero)
     p = _put(p, left_cols(0, 1), (0, 0, w + 1), zero)
-    return beta * kappa, p, div_buf, rhs_buf, keep_buf, inv_buf
+    return beta * kappa, p, rhs_buf, keep_buf, inv_buf
 
-  _, *buffers = jax.lax.while_loop(cond, body,
-                                   (2 * lam, padded, div_buf, rhs_buf, keep_buf, inv_buf))
+  _, *buffers = jax.lax.while_loop(cond, body, (2 * lam, padded, planes_buf, keep_buf, inv_buf))
   # The buffers are returned so that they can alias the donated inputs: without that XLA
   # copies them before the loop, two copies at once, and the loop starts on a pool thread.
   return jnp.transpose(buffers[0][:, 1:-1, 1:-1], (1, 2, 0)), buffers
@@ -300,23 +307,27 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
 
 _host_setup_jit = jax.jit(_host_setup)
 _host_loop_jit = jax.jit(_host_loop, static_argnames=("kappa", "beta_max"),
-                         donate_argnums=(3, 4, 5, 6, 7),
+                         donate_argnums=(3, 4, 5, 6),
                          compiler_options={"xla_cpu_multi_thread_eigen": True})
 
 
 def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: float = 2.0,
                    beta_max: float = 1e5) -> jax.Array:
-  """`l0_smooth` for a caller on the host: its FFTs split over all cores. Not for use under `jit`.
+  """`l0_smooth` for a caller on the host, with its FFTs split over all cores.
 
-  Two jitted programs (setup, then the loop on donated buffers) whose loop runs on the calling
-  thread, where XLA's FFT may use its whole thread pool (the library's `xla_flags` item 2 turns
-  that off elsewhere). On 2 cores it took 0.76× the time of jitted `l0_smooth` at 512×384 and
-  640×480, 0.83× at 1280×720 and 0.94× at 320×240 (README "The ℓ0 solve on both cores"). The
-  result is the same on every call. It equals `l0_smooth`'s bit for bit where the FFTs stay on
-  one thread (small images) and differs by rounding elsewhere (up to 1.5e-3 at 640×480, where
-  rounding moves a few pixels across the threshold). Same arguments, checks and errors as
-  `l0_smooth`; λ is a concrete number (not traced). Returns an (H, W, C) array.
+  Two jitted programs, setup and then the loop on donated buffers. The loop runs on the thread
+  that runs the program (the caller's, or with JAX's asynchronous CPU dispatch a worker
+  thread of JAX's), where XLA's FFT may use its whole thread pool; the library's `xla_flags`
+  item 2 turns that off elsewhere. On 2 cores it took 0.76× the time of jitted `l0_smooth` at
+  512×384 and 640×480, 0.83× at 1280×720 and 0.94× at 320×240 (README "The ℓ0 solve on both
+  cores"). The result is the same on every call. It equals `l0_smooth`'s bit for bit where
+  the FFTs stay on one thread (small images) and differs by rounding elsewhere (up to 1.5e-3
+  at 640×480, where rounding moves a few pixels across the threshold). Same arguments, checks
+  and errors as `l0_smooth`. Returns an (H, W, C) array. Under `jit` or `vmap` (a traced image
+  or λ) it is `l0_smooth`.
   """
+  if isinstance(image, jax.core.Tracer) or isinstance(lam, jax.core.Tracer):
+    return l0_smooth(image, lam=lam, kappa=kappa, beta_max=beta_max)
   image = _checked(image, lam, kappa, beta_max, "l0_smooth_host")
   lam = jnp.asarray(lam, image.dtype)
   out, _ = _host_loop_jit(lam, *_host_setup_jit(image), kappa=kappa, beta_max=beta_max)
@@ -330,7 +341,8 @@ def l0_smooth_each(images: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: fl
   With a mesh (`sharding.mesh_of` the batch), `l0_smooth_batch` over its devices. Without,
   `l0_smooth_host` for each image, from one thread per core: XLA runs the solves of one
   program one after the other (`l0_smooth_batch` on CPU) but calls from several threads at
-  once. An image's result does not depend on the batch it comes in. 512×384, 2 cores, in one
+  once. On one device an image's result does not depend on the batch it comes in (with a mesh
+  it is `l0_smooth_batch`'s, which rounds as `l0_smooth`). 512×384, 2 cores, in one
   process: 17.0 / 20.5 / 20.4 images/s at batches 1 / 2 / 4, against 13.3 / 23.2 / 23.4 with
   jitted `l0_smooth` calls (FFTs on one thread): the batch of one gains, larger batches lose
   12–13% (README "The ℓ0 solve on both cores"). Not for use under `jit`. Raises TypeError or

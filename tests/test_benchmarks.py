@@ -45,6 +45,8 @@ BAD_INPUT = [
     ("benchmarks.l0_benchmark", "--json=", "--json is empty"),
     ("benchmarks.suite", "--sizes=320x240,64x", "--sizes=64x"),
     ("benchmarks.suite", "--sizes=0x48", "--sizes=0x48"),
+    ("benchmarks.suite", "--sizes=", "--sizes=: want one or more"),
+    ("benchmarks.torch_compare", "--sizes=", "--sizes=: want one or more"),
     ("benchmarks.profile_step", "--steps=0", "--steps=0"),
     ("benchmarks.dip_l0_benchmark", "--sizes=abc", "--sizes=abc"),
     ("benchmarks.time_to_quality", "--presets=fast,nope", "--presets=fast,nope"),
@@ -124,3 +126,6 @@ def test_time_to_quality_keeps_the_finished_images_on_ctrl_c(tmp_path):
   assert result["interrupted"] is True
   assert list(result["presets"]["fast"]["curves"]) == ["S1_T1"]
   assert result["presets"]["fast"]["mean_psnr_at"]["1.0"] is not None
+  curve = result["presets"]["fast"]["curves"]["S1_T1"]
+  assert len(curve["seconds"]) == len(curve["psnr"]) > 1
+  assert curve["seconds"] == sorted(curve["seconds"])  # a later iteration never looks faster

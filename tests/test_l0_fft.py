@@ -1,5 +1,7 @@
 """Tests for the FFT ℓ0 solver against a NumPy transcription of Xu et al. 2011."""
 
+import warnings
+
 import chex
 import jax
 import numpy as np
@@ -137,7 +139,7 @@ def test_smooth_batch_equals_one_image_at_a_time_exactly():
 
 
 def test_smooth_each_equals_one_image_at_a_time_exactly():
-  # The launchers' batches on one device: a jitted call per image, from one thread per core.
+  # The launchers' batches on one device: `l0_smooth_host` per image, from one thread per core.
   images = np.stack([_test_image((24, 20, 3), seed=s) for s in range(3)])
   each = l0_fft.l0_smooth_each(images, lam=0.01, kappa=3.0, beta_max=1e4)
   assert isinstance(each, np.ndarray) and each.shape == images.shape
@@ -152,7 +154,7 @@ def test_smooth_each_equals_one_image_at_a_time_exactly():
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 6, 3), (5, 1, 2), (2, 2, 3), (33, 35, 2),
-                                   (48, 64, 3)])
+                                   (48, 64, 3), (8, 8, 1), (2, 7, 1), (33, 20, 1)])
 def test_host_solve_equals_jitted_solve_where_ffts_stay_on_one_thread(shape):
   # Small transforms are not split over threads, so the in-place host loop must reproduce
   # `l0_smooth` exactly: the same arithmetic in the same order.
@@ -164,6 +166,17 @@ def test_host_solve_equals_jitted_solve_where_ffts_stay_on_one_thread(shape):
     assert host.shape == shape and host.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(host), np.asarray(one(image)))
   np.testing.assert_array_equal(np.asarray(l0_fft.l0_smooth_host(image, lam=0.0)), image)
+
+
+def test_host_solve_is_l0_smooth_under_transformations():
+  images = np.stack([_test_image((12, 10, 3), seed=s) for s in range(2)])
+  one = jax.jit(lambda x: dipl0_jax.l0_smooth(x, lam=0.02))
+  jitted = jax.jit(lambda x, lam: l0_fft.l0_smooth_host(x, lam=lam))(images[0], 0.02)
+  np.testing.assert_array_equal(np.asarray(jitted), np.asarray(one(images[0])))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no "donated buffers were not usable"
+    mapped = jax.vmap(lambda x: l0_fft.l0_smooth_host(x, lam=0.02))(images)
+  np.testing.assert_allclose(np.asarray(mapped), np.stack([one(x) for x in images]), atol=1e-5)
 
 
 def test_host_solve_refuses_what_l0_smooth_refuses():
