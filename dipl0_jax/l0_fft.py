@@ -311,8 +311,8 @@ _host_loop_jit = jax.jit(_host_loop, static_argnames=("kappa", "beta_max"),
                          compiler_options={"xla_cpu_multi_thread_eigen": True})
 
 
-def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: float = 2.0,
-                   beta_max: float = 1e5) -> jax.Array:
+def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0.02,
+                   kappa: float = 2.0, beta_max: float = 1e5) -> jax.Array:
   """`l0_smooth` for a caller on the host, with its FFTs split over all cores.
 
   Two jitted programs, setup and then the loop on donated buffers. The loop runs on the thread

@@ -16,8 +16,8 @@
    cores, and none in 30 with the flag off or on one core. Off, the FFT runs on one
    thread; convolutions and matrix products stay multi-threaded, and no step measured slower
    beyond this machine's noise (README "Performance"). `l0_fft.l0_smooth_host` compiles its
-   loop with the flag on and keeps the whole loop on the calling thread, so that every FFT
-   there is split, the same way on every call.
+   loop with the flag on and keeps the whole loop on the thread that runs the program, so
+   that every FFT there is split, the same way on every call.
 
 3. Not a flag: the generator's jitted training steps (`step_jit`) are compiled with YNNPACK
    for their reductions only. XLA turns BatchNorm's per-channel sums into 32×32 reduce-windows
