@@ -122,6 +122,22 @@ def num_steps(lam: float, *, kappa: float = 2.0, beta_max: float = 1e5) -> int:
   return max(0, math.ceil(math.log(beta_max / (2.0 * lam)) / math.log(kappa) - 1e-12))
 
 
+def _start(image: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """What both solves start from: (C, H, W) planes of the (H, W, C) image, their Hartley
+  transform, |F(∂x)|² + |F(∂y)|² (H, W), and the planes wrap-padded by one (C, H + 2, W + 2)."""
+  h, w, _ = image.shape
+  # The loops work on (C, H, W): XLA's FFTs want their axes innermost, and this layout saves
+  # two transposes per iteration (15% of a 640×480 solve, measured).
+  planes = jnp.transpose(image, (2, 0, 1))
+  padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+  return planes, hartley2(planes), _difference_spectrum(h, w).astype(image.dtype), padded
+
+
+def _result(padded: jax.Array) -> jax.Array:
+  """(C, H + 2, W + 2) wrap-padded planes → the (H, W, C) image."""
+  return jnp.transpose(padded[:, 1:-1, 1:-1], (1, 2, 0))
+
+
 def _checked(image: jax.typing.ArrayLike, lam: jax.typing.ArrayLike, kappa: float,
              beta_max: float, name: str) -> jax.Array:
   """The (H, W, C) image as a float32-or-wider array, after `l0_smooth`'s argument checks."""
@@ -162,11 +178,7 @@ def l0_smooth(
   image = _checked(image, lam, kappa, beta_max, "l0_smooth")
   h, w, _ = image.shape
   lam = jnp.asarray(lam, image.dtype)
-  spectrum = _difference_spectrum(h, w).astype(image.dtype)
-  # The loop works on (C, H, W): XLA's FFTs want their axes innermost, and this layout saves
-  # two transposes per iteration (15% of a 640×480 solve, measured).
-  planes = jnp.transpose(image, (2, 0, 1))
-  h_image = hartley2(planes)
+  _, h_image, spectrum, padded = _start(image)
 
   def cond(carry):
     beta, _ = carry
@@ -180,9 +192,8 @@ def l0_smooth(
     rhs = h_image + beta * h_div.at[:, 0, 0].set(0)
     return beta * kappa, _hartley2_wrapped(rhs / ((h * w) * (1.0 + beta * spectrum)))
 
-  padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
   _, padded = jax.lax.while_loop(cond, body, (2 * lam, padded))
-  return jnp.transpose(padded[:, 1:-1, 1:-1], (1, 2, 0))
+  return _result(padded)
 
 
 @functools.partial(jax.jit, static_argnames=("kappa", "beta_max", "mesh"))
@@ -231,11 +242,10 @@ def _put_all(buf: jax.Array, planes: jax.Array, zero: jax.Array) -> jax.Array:
 
 def _host_setup(image: jax.Array) -> tuple[jax.Array, ...]:
   """The loop's constants and buffers for an (H, W, C) image (`_host_loop`'s arguments)."""
-  h, w, c = image.shape
-  planes = jnp.transpose(image, (2, 0, 1))
-  padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
-  return (hartley2(planes), _difference_spectrum(h, w).astype(image.dtype), padded, planes,
-          jnp.zeros((h + 2, w + 2), image.dtype), jnp.zeros((h + 1, w), image.dtype))
+  h, w, _ = image.shape
+  planes, h_image, spectrum, padded = _start(image)
+  return (h_image, spectrum, padded, planes, jnp.zeros((h + 2, w + 2), image.dtype),
+          jnp.zeros((h + 1, w), image.dtype))
 
 
 def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: jax.Array,
@@ -302,7 +312,7 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
   _, *buffers = jax.lax.while_loop(cond, body, (2 * lam, padded, planes_buf, keep_buf, inv_buf))
   # The buffers are returned so that they can alias the donated inputs: without that XLA
   # copies them before the loop, two copies at once, and the loop starts on a pool thread.
-  return jnp.transpose(buffers[0][:, 1:-1, 1:-1], (1, 2, 0)), buffers
+  return _result(buffers[0]), buffers
 
 
 _host_setup_jit = jax.jit(_host_setup)
