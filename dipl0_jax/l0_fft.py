@@ -16,6 +16,7 @@ pairs in one process).
 """
 
 import functools
+import itertools
 import math
 
 import jax
@@ -28,10 +29,11 @@ from dipl0_jax import checks, sharding
 def _difference_spectrum(h: int, w: int) -> jax.Array:
   """|F(∂x)|² + |F(∂y)|² on the full (H, W) frequency grid, float32."""
   # The DFT of a periodic forward difference is e^{2πik/N} − 1, whose squared modulus is
-  # 2 − 2cos(2πk/N): no FFT of the kernels is needed.
-  ky = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(h) / h)
-  kx = 2.0 - 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(w) / w)
-  return (ky[:, None] + kx[None, :]).astype(jnp.float32)
+  # 2 − 2cos(2πk/N): no FFT of the kernels is needed. The two 1-D spectra are NumPy
+  # constants: XLA computed the cosines once per element of the (H, W) sum (0.5 ms at 640×480).
+  ky = (2.0 - 2.0 * np.cos(2.0 * np.pi * np.arange(h) / h)).astype(np.float32)
+  kx = (2.0 - 2.0 * np.cos(2.0 * np.pi * np.arange(w) / w)).astype(np.float32)
+  return jnp.asarray(ky)[:, None] + jnp.asarray(kx)[None, :]
 
 
 def _negated_rows(a: jax.Array) -> jax.Array:
@@ -122,15 +124,16 @@ def num_steps(lam: float, *, kappa: float = 2.0, beta_max: float = 1e5) -> int:
   return max(0, math.ceil(math.log(beta_max / (2.0 * lam)) / math.log(kappa) - 1e-12))
 
 
-def _start(image: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """What both solves start from: (C, H, W) planes of the (H, W, C) image, their Hartley
-  transform, |F(∂x)|² + |F(∂y)|² (H, W), and the planes wrap-padded by one (C, H + 2, W + 2)."""
+def _start(image: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """What both solves start from, besides the Hartley transform of the planes: (C, H, W)
+  planes of the (H, W, C) image, |F(∂x)|² + |F(∂y)|² (H, W), and the planes wrap-padded by
+  one (C, H + 2, W + 2)."""
   h, w, _ = image.shape
   # The loops work on (C, H, W): XLA's FFTs want their axes innermost, and this layout saves
   # two transposes per iteration (15% of a 640×480 solve, measured).
   planes = jnp.transpose(image, (2, 0, 1))
   padded = jnp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="wrap")
-  return planes, hartley2(planes), _difference_spectrum(h, w).astype(image.dtype), padded
+  return planes, _difference_spectrum(h, w).astype(image.dtype), padded
 
 
 def _result(padded: jax.Array) -> jax.Array:
@@ -178,7 +181,8 @@ def l0_smooth(
   image = _checked(image, lam, kappa, beta_max, "l0_smooth")
   h, w, _ = image.shape
   lam = jnp.asarray(lam, image.dtype)
-  _, h_image, spectrum, padded = _start(image)
+  planes, spectrum, padded = _start(image)
+  h_image = hartley2(planes)
 
   def cond(carry):
     beta, _ = carry
@@ -227,31 +231,52 @@ def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kapp
 # offset by a traced zero so that XLA keeps them as updates.
 
 
-def _put(buf: jax.Array, piece: jax.Array, start: tuple[int, ...], zero: jax.Array) -> jax.Array:
-  """buf with `piece` written in place at `start`."""
-  return jax.lax.dynamic_update_slice(buf, piece, tuple(zero + i for i in start))
+def _writer(zero: jax.Array):
+  """put(buf, piece, start): buf with `piece` written in place at `start` (a DUS).
+
+  Each call offsets its start by its own multiple of the traced zero, so that no two updates
+  share a start computation. XLA computes a shared one as a scalar instruction of its own, and
+  when more than a few of those are ready at once it runs some on its thread pool, from where
+  the loop may go on with its next FFT on one thread, which rounds differently (seen in a
+  variant with 17 updates an iteration instead of these 11: repeated calls at 640×480
+  disagreed).
+  """
+  count = itertools.count(1)
+
+  def put(buf, piece, start):
+    k = next(count)
+    return jax.lax.dynamic_update_slice(buf, piece, tuple(zero * k + i for i in start))
+
+  return put
 
 
-def _put_all(buf: jax.Array, planes: jax.Array, zero: jax.Array) -> jax.Array:
+def _put_all(buf: jax.Array, planes: jax.Array, put) -> jax.Array:
   """buf (C, H, W) overwritten by planes of its shape, as two pieces (a DUS of the whole array
   is simplified into the planes themselves)."""
   h = planes.shape[-2]
-  buf = _put(buf, planes[:, :h - 1], (0, 0, 0), zero)
-  return _put(buf, planes[:, h - 1:], (0, h - 1, 0), zero)
+  buf = put(buf, planes[:, :h - 1], (0, 0, 0))
+  return put(buf, planes[:, h - 1:], (0, h - 1, 0))
 
 
 def _host_setup(image: jax.Array) -> tuple[jax.Array, ...]:
-  """The loop's constants and buffers for an (H, W, C) image (`_host_loop`'s arguments)."""
+  """The loop's constants and buffers for an (H, W, C) image: `_host_loop`'s arguments after
+  the Hartley transform of the planes (a program of its own, on `_host_setup`'s third output)."""
   h, w, _ = image.shape
-  planes, h_image, spectrum, padded = _start(image)
-  return (h_image, spectrum, padded, planes, jnp.zeros((h + 2, w + 2), image.dtype),
+  planes, spectrum, padded = _start(image)
+  return (spectrum, padded, planes, jnp.zeros((h + 2, w + 2), image.dtype),
           jnp.zeros((h + 1, w), image.dtype))
+
+
+def _host_buffers(image: jax.Array) -> tuple[jax.Array, ...]:
+  """`_host_loop`'s arguments after λ for an (H, W, C) image (its shapes, for `eval_shape`)."""
+  buffers = _host_setup(image)
+  return hartley2(buffers[2]), *buffers
 
 
 def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: jax.Array,
                planes_buf: jax.Array, keep_buf: jax.Array, inv_buf: jax.Array, *, kappa: float,
                beta_max: float) -> tuple[jax.Array, list[jax.Array]]:
-  """`l0_smooth`'s loop on `_host_setup`'s buffers → ((H, W, C) result, the buffers)."""
+  """`l0_smooth`'s loop on `_host_buffers` → ((H, W, C) result, the buffers)."""
   c, h, w = h_image.shape
   half = w // 2 + 1
 
@@ -266,31 +291,30 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
 
   def body(carry):
     beta, p, planes_buf, keep_buf, inv_buf = carry
-    zero = (beta < 0).astype(jnp.int32)
+    put = _writer((beta < 0).astype(jnp.int32))
     # As `_thresholded_divergence`; the mask's differences are negated (the same squares) so
     # that XLA does not share them with the divergence's through a split fusion.
     nh, nv = p[:, :-1, :-1] - p[:, :-1, 1:], p[:, :-1, :-1] - p[:, 1:, :-1]
     keep = (jnp.sum(nh * nh + nv * nv, axis=0) >= lam / beta).astype(p.dtype)
-    keep_buf = _put(keep_buf, keep, (0, 0), zero)
+    keep_buf = put(keep_buf, keep, (0, 0))
     keep = keep_buf[:h + 1, :w + 1]
     gh = (p[:, :-1, 1:] - p[:, :-1, :-1]) * keep
     gv = (p[:, 1:, :-1] - p[:, :-1, :-1]) * keep
     div_buf = _put_all(planes_buf,
-                       (gh[:, 1:, :-1] - gh[:, 1:, 1:]) + (gv[:, :-1, 1:] - gv[:, 1:, 1:]), zero)
+                       (gh[:, 1:, :-1] - gh[:, 1:, 1:]) + (gv[:, :-1, 1:] - gv[:, 1:, 1:]), put)
     # rhs = (𝓗(I) + β 𝓗(div)) / (HW (1 + β |F(∂)|²)), in the column halves `_halves` gives.
     left, mirrored = _halves(div_buf)
     # HW (1 + β |F(∂)|²), or its reciprocal (`divide`).
     scale = (h * w) * (1.0 + beta * spectrum)
-    inv_buf = _put(inv_buf, scale if c == 1 else 1.0 / scale, (0, 0), zero)
+    inv_buf = put(inv_buf, scale if c == 1 else 1.0 / scale, (0, 0))
     inv = inv_buf[:h]
     # The right-hand side overwrites the divergence, which its transform has read.
-    rhs_buf = _put(div_buf, divide(h_image[..., :half] + beta * left, inv[:, :half]), (0, 0, 0),
-                   zero)
+    rhs_buf = put(div_buf, divide(h_image[..., :half] + beta * left, inv[:, :half]), (0, 0, 0))
     right = jnp.flip(mirrored[..., 1:w - half + 1], -1)
-    rhs_buf = _put(rhs_buf, divide(h_image[..., half:] + beta * right, inv[:, half:]),
-                   (0, 0, half), zero)
+    rhs_buf = put(rhs_buf, divide(h_image[..., half:] + beta * right, inv[:, half:]),
+                  (0, 0, half))
     # The DC term of 𝓗(div) set to zero, as in `l0_smooth`.
-    rhs_buf = _put(rhs_buf, divide(h_image[:, :1, :1], inv[:1, :1]), (0, 0, 0), zero)
+    rhs_buf = put(rhs_buf, divide(h_image[:, :1, :1], inv[:1, :1]), (0, 0, 0))
     # p = `_hartley2_wrapped`(rhs), each piece from its own columns of the spectrum (pieces
     # that share an array make XLA write it out, split).
     f = jnp.fft.rfft2(rhs_buf)
@@ -303,10 +327,10 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
       g = f[..., a:b]
       return _wrap_rows(_negated_rows(g.real + g.imag))
 
-    p = _put(p, left_cols(0, half), (0, 0, 1), zero)
-    p = _put(p, jnp.flip(mirrored_cols(1, w - half + 1), -1), (0, 0, half + 1), zero)
-    p = _put(p, left_cols(w - 1, w) if w - 1 < half else mirrored_cols(1, 2), (0, 0, 0), zero)
-    p = _put(p, left_cols(0, 1), (0, 0, w + 1), zero)
+    p = put(p, left_cols(0, half), (0, 0, 1))
+    p = put(p, jnp.flip(mirrored_cols(1, w - half + 1), -1), (0, 0, half + 1))
+    p = put(p, left_cols(w - 1, w) if w - 1 < half else mirrored_cols(1, 2), (0, 0, 0))
+    p = put(p, left_cols(0, 1), (0, 0, w + 1))
     return beta * kappa, p, rhs_buf, keep_buf, inv_buf
 
   _, *buffers = jax.lax.while_loop(cond, body, (2 * lam, padded, planes_buf, keep_buf, inv_buf))
@@ -315,10 +339,14 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
   return _result(buffers[0]), buffers
 
 
+_SPLIT_FFT = {"xla_cpu_multi_thread_eigen": True}
 _host_setup_jit = jax.jit(_host_setup)
+# A program of its own, so that its FFT is its first instruction and runs on the calling thread
+# (split over the cores): after `_host_setup`'s transposes it ran on one (0.7 ms more at
+# 640×480).
+_host_hartley_jit = jax.jit(hartley2, compiler_options=_SPLIT_FFT)
 _host_loop_jit = jax.jit(_host_loop, static_argnames=("kappa", "beta_max"),
-                         donate_argnums=(3, 4, 5, 6),
-                         compiler_options={"xla_cpu_multi_thread_eigen": True})
+                         donate_argnums=(3, 4, 5, 6), compiler_options=_SPLIT_FFT)
 
 
 def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0.02,
@@ -340,7 +368,9 @@ def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0
     return l0_smooth(image, lam=lam, kappa=kappa, beta_max=beta_max)
   image = _checked(image, lam, kappa, beta_max, "l0_smooth_host")
   lam = jnp.asarray(lam, image.dtype)
-  out, _ = _host_loop_jit(lam, *_host_setup_jit(image), kappa=kappa, beta_max=beta_max)
+  buffers = _host_setup_jit(image)
+  out, _ = _host_loop_jit(lam, _host_hartley_jit(buffers[2]), *buffers, kappa=kappa,
+                          beta_max=beta_max)
   return out
 
 
