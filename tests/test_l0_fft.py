@@ -5,6 +5,7 @@ import warnings
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -154,8 +155,27 @@ def test_smooth_each_equals_one_image_at_a_time_exactly():
     l0_fft.l0_smooth_each(images[0])
 
 
+@pytest.mark.parametrize("shape", [(2, 130, 7), (1, 91, 2), (3, 181, 1), (2, 7, 10), (1, 1, 1)])
+def test_hartley_bands_and_rows_tile_the_hartley_transform(shape):
+  # The host loop writes 𝓗 as bands of rows k and −k, and single rows; together they must
+  # give `hartley2` exactly, every element once.
+  planes = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+  h, w = shape[1:]
+  f = jnp.fft.rfft2(planes)
+  want = np.asarray(l0_fft.hartley2(planes))
+  out = np.full(shape, np.nan, np.float32)
+  for r0, c0, piece in l0_fft._hartley_bands(f, w):
+    region = out[:, r0:r0 + piece.shape[-2], c0:c0 + piece.shape[-1]]
+    assert np.isnan(region).all()
+    region[...] = piece
+  np.testing.assert_array_equal(out, want)
+  for k in (0, 1, h - 1):
+    row = np.concatenate([piece for _, piece in l0_fft._hartley_row(f, w, k)], -1)
+    np.testing.assert_array_equal(row, want[:, k:k + 1])
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 6, 3), (5, 1, 2), (2, 2, 3), (33, 35, 2),
-                                   (48, 64, 3), (8, 8, 1), (2, 7, 1), (33, 20, 1)])
+                                   (48, 64, 3), (8, 8, 1), (2, 7, 1), (33, 20, 1), (120, 16, 2)])
 def test_host_solve_equals_jitted_solve_where_ffts_stay_on_one_thread(shape):
   # Small transforms are not split over threads, so the in-place host loop must reproduce
   # `l0_smooth` exactly: the same arithmetic in the same order.
