@@ -258,7 +258,8 @@ def _put_all(buf: jax.Array, planes: jax.Array, put) -> jax.Array:
   return put(buf, planes[:, h - 1:], (0, h - 1, 0))
 
 
-def _hartley_bands(f: jax.Array, w: int) -> list[tuple[int, int, jax.Array]]:
+def _hartley_bands(f: jax.Array, w: int,
+                   cache_bytes: int = 1 << 20) -> list[tuple[int, int, jax.Array]]:
   """𝓗 of real (C, H, W) planes from their `rfft2` f (C, H, W//2 + 1), as (row, column, piece).
 
   Each band of about 60 rows k of f gives 𝓗's rows k at columns < W/2 + 1 (Re − Im) and its
@@ -268,7 +269,10 @@ def _hartley_bands(f: jax.Array, w: int) -> list[tuple[int, int, jax.Array]]:
   which compiles in 0.7 s at 640×480 (30 rows: 1.2 s; one band: 0.3 s).
   """
   h, half = f.shape[-2:]
-  bands = max(1, round(h / 60))
+  # A spectrum of up to `cache_bytes` is read twice from a core's cache (2 MiB here) anyway
+  # (one band at 320×240 took the time of 4 or 8), and each band costs tracing and compiling.
+  fits = f.size * f.dtype.itemsize <= cache_bytes
+  bands = 1 if fits else max(1, round(h / 60))
   edges = [round(i * h / bands) for i in range(bands + 1)]
   pieces = []
   for a, b in zip(edges[:-1], edges[1:], strict=True):
@@ -294,26 +298,29 @@ def _hartley_row(f: jax.Array, w: int, k: int) -> list[tuple[int, jax.Array]]:
 
 
 def _host_setup(image: jax.Array) -> tuple[jax.Array, ...]:
-  """The loop's constants and buffers for an (H, W, C) image: `_host_loop`'s arguments after
-  the Hartley transform of the planes (a program of its own, on `_host_setup`'s third output)."""
-  h, w, _ = image.shape
+  """`_host_loop`'s arguments after λ for an (H, W, C) image: the spectrum, the wrap-padded
+  planes, the planes, and scratch buffers for the mask, the denominator and 𝓗(planes)."""
+  h, w, c = image.shape
   planes, spectrum, padded = _start(image)
   return (spectrum, padded, planes, jnp.zeros((h + 2, w + 2), image.dtype),
-          jnp.zeros((h + 1, w), image.dtype))
+          jnp.zeros((h + 1, w), image.dtype), jnp.zeros((c, h, w), image.dtype))
 
 
-def _host_buffers(image: jax.Array) -> tuple[jax.Array, ...]:
-  """`_host_loop`'s arguments after λ for an (H, W, C) image (its shapes, for `eval_shape`)."""
-  buffers = _host_setup(image)
-  return hartley2(buffers[2]), *buffers
+def _host_loop(lam: jax.Array, spectrum: jax.Array, padded: jax.Array, planes_buf: jax.Array,
+               keep_buf: jax.Array, inv_buf: jax.Array, h_image: jax.Array, *, kappa: float,
+               beta_max: float, cache_bytes: int = 1 << 20) -> tuple[jax.Array, list[jax.Array]]:
+  """`l0_smooth`'s loop on `_host_setup`'s buffers → ((H, W, C) result, the buffers).
 
-
-def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: jax.Array,
-               planes_buf: jax.Array, keep_buf: jax.Array, inv_buf: jax.Array, *, kappa: float,
-               beta_max: float) -> tuple[jax.Array, list[jax.Array]]:
-  """`l0_smooth`'s loop on `_host_buffers` → ((H, W, C) result, the buffers)."""
-  c, h, w = h_image.shape
+  Starts with the planes' Hartley transform, written into `h_image`: its FFT is the program's
+  first instruction, so it runs on the calling thread, split (after the setup's transposes it
+  ran on one thread, 0.7 ms more at 640×480).
+  """
+  c, h, w = planes_buf.shape
   half = w // 2 + 1
+  # A zero XLA cannot see through: λ is finite.
+  put = _writer((lam != lam).astype(jnp.int32))
+  for r0, c0, piece in _hartley_bands(jnp.fft.rfft2(planes_buf), w, cache_bytes):
+    h_image = put(h_image, piece, (0, r0, c0))
 
   def divide(numerator, d):
     # XLA computes `l0_smooth`'s division by the (H, W) denominator as a division for one
@@ -344,7 +351,7 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
     # rhs = (𝓗(I) + β 𝓗(div)) / (HW (1 + β |F(∂)|²)); it overwrites the divergence, which its
     # transform has read.
     rhs_buf = div_buf
-    for r0, c0, piece in _hartley_bands(jnp.fft.rfft2(div_buf), w):
+    for r0, c0, piece in _hartley_bands(jnp.fft.rfft2(div_buf), w, cache_bytes):
       rows, cols = slice(r0, r0 + piece.shape[-2]), slice(c0, c0 + piece.shape[-1])
       rhs_buf = put(rhs_buf, divide(h_image[:, rows, cols] + beta * piece, inv[rows, cols]),
                     (0, r0, c0))
@@ -354,7 +361,7 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
     # its first row and column below and right. Each piece comes from its own part of the
     # spectrum (pieces that share an array make XLA write it out, split).
     f = jnp.fft.rfft2(rhs_buf)
-    for r0, c0, piece in _hartley_bands(f, w):
+    for r0, c0, piece in _hartley_bands(f, w, cache_bytes):
       p = put(p, piece, (0, r0 + 1, c0 + 1))
     for k, row in ((h - 1, 0), (0, h + 1)):
       for c0, piece in _hartley_row(f, w, k):
@@ -371,17 +378,13 @@ def _host_loop(lam: jax.Array, h_image: jax.Array, spectrum: jax.Array, padded: 
   _, *buffers = jax.lax.while_loop(cond, body, (2 * lam, padded, planes_buf, keep_buf, inv_buf))
   # The buffers are returned so that they can alias the donated inputs: without that XLA
   # copies them before the loop, two copies at once, and the loop starts on a pool thread.
-  return _result(buffers[0]), buffers
+  return _result(buffers[0]), [*buffers, h_image]
 
 
-_SPLIT_FFT = {"xla_cpu_multi_thread_eigen": True}
 _host_setup_jit = jax.jit(_host_setup)
-# A program of its own, so that its FFT is its first instruction and runs on the calling thread
-# (split over the cores): after `_host_setup`'s transposes it ran on one (0.7 ms more at
-# 640×480).
-_host_hartley_jit = jax.jit(hartley2, compiler_options=_SPLIT_FFT)
-_host_loop_jit = jax.jit(_host_loop, static_argnames=("kappa", "beta_max"),
-                         donate_argnums=(3, 4, 5, 6), compiler_options=_SPLIT_FFT)
+_host_loop_jit = jax.jit(_host_loop, static_argnames=("kappa", "beta_max", "cache_bytes"),
+                         donate_argnums=(2, 3, 4, 5, 6),
+                         compiler_options={"xla_cpu_multi_thread_eigen": True})
 
 
 def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0.02,
@@ -403,9 +406,7 @@ def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0
     return l0_smooth(image, lam=lam, kappa=kappa, beta_max=beta_max)
   image = _checked(image, lam, kappa, beta_max, "l0_smooth_host")
   lam = jnp.asarray(lam, image.dtype)
-  buffers = _host_setup_jit(image)
-  out, _ = _host_loop_jit(lam, _host_hartley_jit(buffers[2]), *buffers, kappa=kappa,
-                          beta_max=beta_max)
+  out, _ = _host_loop_jit(lam, *_host_setup_jit(image), kappa=kappa, beta_max=beta_max)
   return out
 
 
