@@ -394,13 +394,13 @@ def l0_smooth_host(image: jax.typing.ArrayLike, *, lam: jax.typing.ArrayLike = 0
   Two jitted programs, setup and then the loop on donated buffers. The loop runs on the thread
   that runs the program (the caller's, or with JAX's asynchronous CPU dispatch a worker
   thread of JAX's), where XLA's FFT may use its whole thread pool; the library's `xla_flags`
-  item 2 turns that off elsewhere. On 2 cores it took 0.76× the time of jitted `l0_smooth` at
-  512×384 and 640×480, 0.83× at 1280×720 and 0.94× at 320×240 (README "The ℓ0 solve on both
-  cores"). The result is the same on every call. It equals `l0_smooth`'s bit for bit where
-  the FFTs stay on one thread (small images) and differs by rounding elsewhere (up to 1.5e-3
-  at 640×480, where rounding moves a few pixels across the threshold). Same arguments, checks
-  and errors as `l0_smooth`. Returns an (H, W, C) array. Under `jit` or `vmap` (a traced image
-  or λ) it is `l0_smooth`.
+  item 2 turns that off elsewhere. On 2 cores it took 0.72× the time of jitted `l0_smooth` at
+  640×480 and 0.73× at 1280×720, 0.77–0.85× at 512×384 and 0.99× at 320×240 (README "The ℓ0
+  host solve in bands"). The result is the same on every call. It equals `l0_smooth`'s bit for
+  bit where the FFTs stay on one thread (small images) and differs by rounding elsewhere, which
+  moves a few pixels across the threshold (up to 9.7e-3 at 640×480, 2.3e-2 at 512×384). Same
+  arguments, checks and errors as `l0_smooth`. Returns an (H, W, C) array. Under `jit` or
+  `vmap` (a traced image or λ) it is `l0_smooth`.
   """
   if isinstance(image, jax.core.Tracer) or isinstance(lam, jax.core.Tracer):
     return l0_smooth(image, lam=lam, kappa=kappa, beta_max=beta_max)

@@ -41,9 +41,9 @@ def use_compilation_cache() -> None:
   Compiling a generator's training step takes 10–140 s on a 2-core CPU, often longer than
   the solve. The cache is ~/.cache/dipl0_jax/xla (or $XDG_CACHE_HOME/dipl0_jax/xla) unless
   JAX_COMPILATION_CACHE_DIR names another folder. It keeps programs that took 0.1 s or more
-  to compile (JAX's default, 1 s, left out the FFT ℓ0 solve's two programs, 0.13 and 0.3 s:
-  `launch.run --method=l0` on the shipped picture then took 0.43–0.48 s to solve, compiling
-  included, on every run, and 0.10–0.13 s with them cached), unless
+  to compile (JAX's default, 1 s, left out the FFT ℓ0 solve's two programs, 0.13 and 0.36 s at
+  240×160: `launch.run --method=l0` on the shipped picture then took 0.43–0.48 s to solve,
+  compiling included, on every run, and 0.10–0.13 s with them cached), unless
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says. Each image size adds such entries, and the
   cache has no size limit unless JAX_COMPILATION_CACHE_MAX_SIZE sets one.
   """
