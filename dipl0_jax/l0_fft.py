@@ -18,6 +18,7 @@ pairs in one process).
 import functools
 import itertools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -148,7 +149,8 @@ def _checked(image: jax.typing.ArrayLike, lam: jax.typing.ArrayLike, kappa: floa
     raise ValueError(f"{name} needs a finite kappa > 1 and a finite beta_max, "
                      f"got kappa={kappa}, beta_max={beta_max}")
   image = checks.float_image(jnp.asarray(image), name)
-  if isinstance(lam, (int, float, np.number)) and not math.isfinite(lam):
+  if (not isinstance(lam, jax.core.Tracer) and np.ndim(lam) == 0
+      and not math.isfinite(float(lam))):
     raise ValueError(f"{name} needs a finite lam, got {lam}")
   return image.astype(jnp.promote_types(image.dtype, jnp.float32))
 
@@ -227,30 +229,33 @@ def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kapp
 # program moves off that thread at its first instruction that XLA splits over its thread pool
 # or runs beside another. XLA leaves an in-place dynamic-update-slice (DUS) unsplit, so the
 # loop below writes every large array into a buffer it carries, as DUS pieces; its buffers come
-# donated from a setup program, so that nothing runs before the loop. The DUS starts are
-# offset by a traced zero so that XLA keeps them as updates.
+# donated from a setup program, so that only the image's transform (an FFT and more DUS
+# pieces) runs before the loop. The DUS starts are offset by a traced zero so that XLA keeps
+# them as updates.
 
 
-def _writer(zero: jax.Array):
+Put = Callable[[jax.Array, jax.Array, tuple[int, ...]], jax.Array]
+
+
+def _writer(zero: jax.Array) -> Put:
   """put(buf, piece, start): buf with `piece` written in place at `start` (a DUS).
 
   Each call offsets its start by its own multiple of the traced zero, so that no two updates
   share a start computation. XLA computes a shared one as a scalar instruction of its own, and
   when more than a few of those are ready at once it runs some on its thread pool, from where
-  the loop may go on with its next FFT on one thread, which rounds differently (seen in a
-  variant with 17 updates an iteration instead of these 11: repeated calls at 640×480
-  disagreed).
+  the loop may go on with its next FFT on one thread, which rounds differently (seen in an
+  early version of the bands, where repeated calls at 640×480 disagreed).
   """
   count = itertools.count(1)
 
-  def put(buf, piece, start):
+  def put(buf: jax.Array, piece: jax.Array, start: tuple[int, ...]) -> jax.Array:
     k = next(count)
     return jax.lax.dynamic_update_slice(buf, piece, tuple(zero * k + i for i in start))
 
   return put
 
 
-def _put_all(buf: jax.Array, planes: jax.Array, put) -> jax.Array:
+def _put_all(buf: jax.Array, planes: jax.Array, put: Put) -> jax.Array:
   """buf (C, H, W) overwritten by planes of its shape, as two pieces (a DUS of the whole array
   is simplified into the planes themselves)."""
   h = planes.shape[-2]
@@ -258,8 +263,12 @@ def _put_all(buf: jax.Array, planes: jax.Array, put) -> jax.Array:
   return put(buf, planes[:, h - 1:], (0, h - 1, 0))
 
 
+# Spectra up to this size stay one band in `_hartley_bands` (a core's cache here is 2 MiB).
+_CACHE_BYTES = 1 << 20
+
+
 def _hartley_bands(f: jax.Array, w: int,
-                   cache_bytes: int = 1 << 20) -> list[tuple[int, int, jax.Array]]:
+                   cache_bytes: int = _CACHE_BYTES) -> list[tuple[int, int, jax.Array]]:
   """𝓗 of real (C, H, W) planes from their `rfft2` f (C, H, W//2 + 1), as (row, column, piece).
 
   Each band of about 60 rows k of f gives 𝓗's rows k at columns < W/2 + 1 (Re − Im) and its
@@ -308,7 +317,8 @@ def _host_setup(image: jax.Array) -> tuple[jax.Array, ...]:
 
 def _host_loop(lam: jax.Array, spectrum: jax.Array, padded: jax.Array, planes_buf: jax.Array,
                keep_buf: jax.Array, inv_buf: jax.Array, h_image: jax.Array, *, kappa: float,
-               beta_max: float, cache_bytes: int = 1 << 20) -> tuple[jax.Array, list[jax.Array]]:
+               beta_max: float,
+               cache_bytes: int = _CACHE_BYTES) -> tuple[jax.Array, list[jax.Array]]:
   """`l0_smooth`'s loop on `_host_setup`'s buffers → ((H, W, C) result, the buffers).
 
   Starts with the planes' Hartley transform, written into `h_image`: its FFT is the program's
@@ -317,7 +327,8 @@ def _host_loop(lam: jax.Array, spectrum: jax.Array, padded: jax.Array, planes_bu
   """
   c, h, w = planes_buf.shape
   half = w // 2 + 1
-  # A zero XLA cannot see through: λ is finite.
+  # A zero XLA cannot see through; `l0_smooth_host` has checked λ finite (a NaN would give 1:
+  # the pieces would land clamped, and the loop would not run).
   put = _writer((lam != lam).astype(jnp.int32))
   for r0, c0, piece in _hartley_bands(jnp.fft.rfft2(planes_buf), w, cache_bytes):
     h_image = put(h_image, piece, (0, r0, c0))
@@ -418,10 +429,11 @@ def l0_smooth_each(images: jax.typing.ArrayLike, *, lam: float = 0.02, kappa: fl
   `l0_smooth_host` for each image, from one thread per core: XLA runs the solves of one
   program one after the other (`l0_smooth_batch` on CPU) but calls from several threads at
   once. On one device an image's result does not depend on the batch it comes in (with a mesh
-  it is `l0_smooth_batch`'s, which rounds as `l0_smooth`). 512×384, 2 cores, in one
-  process: 17.0 / 20.5 / 20.4 images/s at batches 1 / 2 / 4, against 13.3 / 23.2 / 23.4 with
-  jitted `l0_smooth` calls (FFTs on one thread): the batch of one gains, larger batches lose
-  12–13% (README "The ℓ0 solve on both cores"). Not for use under `jit`. Raises TypeError or
+  it is `l0_smooth_batch`'s, which rounds as `l0_smooth`). 512×384, 2 cores: 14.6–14.8 /
+  20.1–20.3 / 21.0–21.6 images/s at batches 1 / 2 / 4 (`benchmarks.throughput`); in the
+  release before, in one process, 17.0 / 20.5 / 20.4 against 13.3 / 23.2 / 23.4 with jitted
+  `l0_smooth` calls (FFTs on one thread): the batch of one gains, larger batches lose 12–13%
+  (README "The ℓ0 solve on both cores"). Not for use under `jit`. Raises TypeError or
   ValueError on a batch that is not float (B, H, W, C), or a NumPy batch that holds NaN or
   infinite values (`checks`).
   """
