@@ -273,9 +273,10 @@ def _hartley_bands(f: jax.Array, w: int,
 
   Each band of about 60 rows k of f gives 𝓗's rows k at columns < W/2 + 1 (Re − Im) and its
   rows −k at the other columns (Re + Im, mirrored, `_halves`), so that the band is read twice
-  while it is still in cache. Whole halves (each reading the whole spectrum) took 1.04–1.08×
-  the solve's time at 640×480 and 1280×720; bands of 30 to 120 rows did about as well as 60,
-  which compiles in 0.7 s at 640×480 (30 rows: 1.2 s; one band: 0.3 s).
+  while it is still in cache. Whole halves (each reading the whole spectrum) took 1.03–1.06×
+  the solve's time with 60-row bands at 640×480 and 1280×720 (in-process A/B); bands of 30 to
+  120 rows did about as well, and the loop compiles in 0.7 s at 640×480 with 60 (30 rows:
+  1.2 s; one band: 0.3 s).
   """
   h, half = f.shape[-2:]
   # A spectrum of up to `cache_bytes` is read twice from a core's cache (2 MiB here) anyway
