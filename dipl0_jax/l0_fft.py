@@ -234,10 +234,10 @@ def l0_smooth_batch(images: jax.Array, *, lam: jax.typing.ArrayLike = 0.02, kapp
 # them as updates.
 
 
-Put = Callable[[jax.Array, jax.Array, tuple[int, ...]], jax.Array]
+_Put = Callable[[jax.Array, jax.Array, tuple[int, ...]], jax.Array]
 
 
-def _writer(zero: jax.Array) -> Put:
+def _writer(zero: jax.Array) -> _Put:
   """put(buf, piece, start): buf with `piece` written in place at `start` (a DUS).
 
   Each call offsets its start by its own multiple of the traced zero, so that no two updates
@@ -255,7 +255,7 @@ def _writer(zero: jax.Array) -> Put:
   return put
 
 
-def _put_all(buf: jax.Array, planes: jax.Array, put: Put) -> jax.Array:
+def _put_all(buf: jax.Array, planes: jax.Array, put: _Put) -> jax.Array:
   """buf (C, H, W) overwritten by planes of its shape, as two pieces (a DUS of the whole array
   is simplified into the planes themselves)."""
   h = planes.shape[-2]
