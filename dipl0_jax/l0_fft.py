@@ -324,7 +324,7 @@ def _host_loop(lam: jax.Array, spectrum: jax.Array, padded: jax.Array, planes_bu
 
   Starts with the planes' Hartley transform, written into `h_image`: its FFT is the program's
   first instruction, so it runs on the calling thread, split (after the setup's transposes it
-  ran on one thread, 0.7 ms more at 640×480).
+  ran on one thread: 1.87 ms at 640×480 in a trace, against 1.06–1.21 ms for a split one).
   """
   c, h, w = planes_buf.shape
   half = w // 2 + 1
